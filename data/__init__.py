@@ -1,0 +1,1 @@
+"""Data: HDF5 datasets of the public layouts, degradation protocols, demo preparation."""

@@ -1,0 +1,1 @@
+"""Shared infrastructure: registries, user-facing errors, options, checkpoints, logging."""
