@@ -10,7 +10,8 @@ import difflib
 import importlib
 import inspect
 import pkgutil
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from utils.errors import UserInputError
 
@@ -45,9 +46,7 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._items:
             known = ", ".join(sorted(self._items))
-            raise UserInputError(
-                f"unknown {self.kind} '{name}'{suggest(name, self._items)}; known: {known}"
-            )
+            raise UserInputError(f"unknown {self.kind} '{name}'{suggest(name, self._items)}; known: {known}")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -1,0 +1,42 @@
+"""Dihedral augmentation (flips, quarter turns) applied identically to all fields of a sample."""
+
+from __future__ import annotations
+
+import torch
+
+Dihedral = tuple[int, bool, bool]
+
+
+def draw_dihedral(square: bool, generator: torch.Generator | None = None) -> Dihedral:
+    """Draw ``(quarter_turns, flip_rows, flip_cols)`` from torch's RNG.
+
+    ``quarter_turns`` is uniform in 0..3 for square images and 0 otherwise (a rotation would
+    swap H and W); each flip has probability 1/2. Seeding torch makes the draw reproducible.
+    """
+    turns = int(torch.randint(4, (1,), generator=generator)) if square else 0
+    flips = torch.randint(2, (2,), generator=generator)
+    return turns, bool(flips[0]), bool(flips[1])
+
+
+def apply_dihedral(image: torch.Tensor, transform: Dihedral) -> torch.Tensor:
+    """Rotate ``image`` (... x H x W) by ``turns`` quarter turns, then flip rows and/or columns.
+
+    The same transform commutes with nearest-neighbour upsampling, so a low-resolution field and
+    its upsampled copy stay aligned when both get it.
+    """
+    turns, flip_rows, flip_cols = transform
+    out = torch.rot90(image, turns, dims=(-2, -1)) if turns else image
+    dims = [d for d, on in ((-2, flip_rows), (-1, flip_cols)) if on]
+    return (torch.flip(out, dims) if dims else out).contiguous()
+
+
+def augment_sample(
+    sample: dict[str, torch.Tensor], generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
+    """Apply one random dihedral transform to every C x H x W tensor of ``sample``.
+
+    Rotations are drawn only when the high-resolution field ``up`` is square.
+    """
+    height, width = sample["up"].shape[-2:]
+    transform = draw_dihedral(height == width, generator)
+    return {name: apply_dihedral(image, transform) for name, image in sample.items()}

@@ -1,0 +1,90 @@
+"""Demo datasets built from the real crops shipped in ``datasets/demo/`` (see its README.md).
+
+``ensure_demo('landsat8')`` writes ``train_landsat8.h5``, ``valid_landsat8.h5``,
+``test_landsat8_multiExm1.h5`` and ``test_landsat8_OrigScale_multiExm1.h5`` next to the crops on
+first use (a few seconds) with ``python -m data.prepare`` and the options below, and reuses
+them afterwards unless the options changed.
+
+- 'landsat8': Landsat-8 OLI, MS B1-B7 (30 m) sharpened by the PAN B8 (15 m), ratio 2,
+  pixel-is-point grids (the PAN is resampled by half a pixel, see :mod:`data.scene`),
+  layout pancollection, scale 32767 (the data stay below 2^15; the L1 product is 16-bit).
+- 'sentinel2': Sentinel-2 L1C, the 20 m bands B05, B06, B07, B8A, B11, B12 sharpened by the
+  four 10 m bands B02, B03, B04, B08, ratio 2, layout hyperspectral (GT, LRHSI, HSI_up, RGB
+  with the 4-band guide in 'RGB'), scale 8191 (reflectance x 10000, below 2^13 here).
+
+Both use the MTF preset 'none' (Nyquist gain 0.3 for every MS band), 32 x 32 training patches
+at stride 16 and four 64 x 64 test images from a held-out region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from data.prepare import command_line, output_paths, parse_args, prepare
+from utils.errors import UserInputError
+from utils.registry import suggest
+
+DEMO_ROOT = Path(__file__).resolve().parents[1] / "datasets" / "demo"
+COMMON = ("--sensor", "none", "--patch", "32", "--stride", "16", "--test-size", "64",
+          "--val-fraction", "0.1", "--grid", "auto")
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A demo: its MS and guide crops (file names in the demo folder) and prepare options."""
+
+    ms: tuple[str, ...]
+    pan: tuple[str, ...]
+    options: tuple[str, ...]
+
+    def argv(self, root: Path, name: str) -> list[str]:
+        """The ``python -m data.prepare`` arguments that build this demo in ``root``."""
+        return [
+            "--ms", *(str(root / f) for f in self.ms),
+            "--pan", *(str(root / f) for f in self.pan),
+            *COMMON, *self.options, "--out", str(root), "--name", name,
+        ]
+
+
+DEMOS: dict[str, Demo] = {
+    "landsat8": Demo(("l8_ms.tif",), ("l8_pan.tif",),
+                     ("--test-region", "64,320,64,256", "--scale", "32767")),
+    "sentinel2": Demo(("s2_20m.tif",), ("s2_10m.tif",),
+                      ("--test-region", "128,128,128,128", "--scale", "8191")),
+}
+
+
+def _up_to_date(paths: dict[str, Path], command: str) -> bool:
+    """True when every file exists and was made by ``command``."""
+    if not all(p.exists() for p in paths.values()):
+        return False
+    with h5py.File(paths["train"], "r") as file:
+        return file.attrs.get("command") == command
+
+
+def ensure_demo(name: str, root: str | Path = DEMO_ROOT, force: bool = False) -> dict[str, Path]:
+    """Build demo ``name``'s HDF5 files in ``root`` unless they exist; return their paths.
+
+    Returns {'train', 'valid', 'test_reduced', 'test_full'} -> Path. The files are written to
+    temporary names and renamed, so an interrupted or concurrent build leaves no half file.
+    """
+    if name not in DEMOS:
+        raise UserInputError(f"unknown demo '{name}'{suggest(name, DEMOS)}; known: {', '.join(DEMOS)}")
+    root = Path(root)
+    demo = DEMOS[name]
+    missing = [f for f in (*demo.ms, *demo.pan) if not (root / f).is_file()]
+    if missing:
+        raise UserInputError(
+            f"demo crop {root / missing[0]} is missing: run datasets/demo/make_crops.py "
+            "(see datasets/demo/README.md)"
+        )
+    args = parse_args(demo.argv(root, name))
+    paths = output_paths(root, name, full=True)
+    if not force and _up_to_date(paths, command_line(args.argv)):
+        return paths
+    args.force = True
+    return prepare(args, progress=False)
+

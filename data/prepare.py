@@ -1,0 +1,402 @@
+"""``python -m data.prepare``: training, validation and test HDF5 files from one scene.
+
+The files mirror the public collections (see docs/datasets.md): ``DIR/train_NAME.h5``,
+``valid_NAME.h5``, ``test_NAME_multiExm1.h5`` (reduced resolution, with ground truth) and
+``test_NAME_OrigScale_multiExm1.h5`` (full resolution, no ground truth), arrays N x C x H x W
+float64 at digital-number scale (divide by the ``scale`` attribute to get [0, 1]).
+
+Reduced resolution follows Wald's protocol: gt = an MS crop, (ms, guide) =
+``wald_protocol(gt, PAN crop)``, lms = ``upsample(ms)``. Full resolution: ms = the MS crop,
+guide = the PAN crop, lms = ``upsample(ms)``. With a multi-band guide (``--pan`` several
+bands), the guide goes down by the same antialiased bicubic ``imresize`` as a PAN.
+
+Without ``--pan`` the guide is synthesised from the MS bands at the MS resolution, as HS+MS
+benchmarks build their RGB image: ``--pan-weights`` (one PAN band, a weighted sum) or
+``--guide-bands`` (copies of chosen bands). It is not degraded (it *is* the high-resolution
+guide of the gt), and there is no full-resolution test file.
+
+Layout ('auto'): 'pancollection' (keys gt, ms, lms, pan) for a one-band guide,
+'hyperspectral' (GT, LRHSI, HSI_up, RGB; 'RGB' holds the guide whatever its band count) for a
+multi-band guide; 'hyperpan' (GT, MS, LMS, PAN) on request. Every file also holds ``origin``
+(N x 2 int32: top-left MS pixel of each sample in the aligned scene) and attributes with the
+split, sensor, ratio, scale and source files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.datasets import LAYOUTS
+from data.degrade import wald_protocol
+from data.mtf import canonical_sensor, sensor_gains
+from data.resize import imresize_matlab, upsample
+from data.scene import GRIDS, align, grid_offset, infer_ratio, read_bands
+from data.split import (
+    Rect,
+    carve_validation,
+    check_inside,
+    complement,
+    count_patches,
+    default_test_region,
+    extract_patches,
+    grid_origins,
+    parse_rect,
+    used_extent,
+)
+from utils.errors import UserInputError, exit_on_user_error
+
+Fields = dict[str, torch.Tensor]
+
+
+@dataclass
+class Scene:
+    """An aligned scene: ms C x h x w, guide G x rh x rw (real) or None (synthesised)."""
+
+    ms: torch.Tensor
+    guide: torch.Tensor | None
+    ratio: int
+    attrs: dict
+
+
+@dataclass
+class Protocol:
+    """How samples are simulated: ratio, MTF preset or gains, synthetic guide weights (G x C)."""
+
+    ratio: int
+    sensor: str
+    gains: list[float] | None
+    weights: torch.Tensor | None
+
+    def guide_of(self, gt: torch.Tensor) -> torch.Tensor:
+        """Synthetic guide N x G x H x W of N x C x H x W images."""
+        return torch.einsum("gc,nchw->nghw", self.weights.to(gt), gt)
+
+    def reduced(self, gt: torch.Tensor, guide: torch.Tensor | None) -> Fields:
+        """Wald protocol: gt N x C x H x W, guide N x G x rH x rW (None: synthesised)."""
+        synthetic = guide is None
+        if synthetic:
+            guide = self.guide_of(gt)
+        ms, pan = wald_protocol(gt, guide[:, :1], self.ratio, self.sensor, self.gains)
+        if synthetic:
+            pan = guide
+        elif guide.shape[1] > 1:
+            pan = imresize_matlab(guide, 1.0 / self.ratio)
+        return {"gt": gt, "lr": ms, "up": upsample(ms, self.ratio), "guide": pan}
+
+    def full(self, ms: torch.Tensor, guide: torch.Tensor) -> Fields:
+        """Native resolution: ms N x C x h x w, guide N x G x rh x rw; no ground truth."""
+        return {"lr": ms, "up": upsample(ms, self.ratio), "guide": guide}
+
+
+def _numbers(text: str | None, kind: type, what: str) -> list | None:
+    """'1,2,3' -> [1, 2, 3] of ``kind``; None stays None."""
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise UserInputError(f"{what} must be comma-separated numbers, got '{text}'") from None
+
+
+def synthetic_weights(args: argparse.Namespace, bands: int) -> torch.Tensor:
+    """G x C matrix making the guide from the MS bands (--pan-weights or --guide-bands)."""
+    weights = _numbers(args.pan_weights, float, "--pan-weights")
+    if weights is not None:
+        if len(weights) != bands:
+            raise UserInputError(
+                f"--pan-weights has {len(weights)} values for {bands} MS bands: give one per band"
+            )
+        return torch.tensor([weights], dtype=torch.float64)
+    picks = _numbers(args.guide_bands, int, "--guide-bands")
+    if not picks or min(picks) < 0 or max(picks) >= bands:
+        raise UserInputError(f"--guide-bands must list band indices in 0..{bands - 1}")
+    return torch.eye(bands, dtype=torch.float64)[picks]
+
+
+def load_scene(args: argparse.Namespace) -> Scene:
+    """Read, check and align the MS and guide images named by the arguments."""
+    ms_np, ms_grid = read_bands(args.ms, "MS")
+    ms = torch.from_numpy(ms_np.astype(np.float64))
+    attrs = {"sources_ms": json.dumps([str(p) for p in args.ms]), "sources_pan": "[]"}
+    if not args.pan:
+        if args.ratio is None:
+            raise UserInputError("give --ratio when the guide is synthesised (no --pan)")
+        attrs.update(guide="synthetic", grid="none", grid_offset="[0, 0]", ms_origin="[0, 0]")
+        return Scene(ms, None, args.ratio, attrs)
+    pan_np, pan_grid = read_bands(args.pan, "PAN")
+    ratio = infer_ratio(pan_np.shape[1:], ms_np.shape[1:], args.ratio)
+    offset = grid_offset(ms_grid, pan_grid, ratio, args.grid)
+    ms, pan, origin = align(ms, torch.from_numpy(pan_np.astype(np.float64)), ratio, offset)
+    attrs.update(
+        sources_pan=json.dumps([str(p) for p in args.pan]),
+        guide="pan",
+        grid=args.grid,
+        grid_offset=json.dumps(list(offset)),
+        ms_origin=json.dumps(list(origin)),
+    )
+    return Scene(ms, pan, ratio, attrs)
+
+
+def choose_scale(scene: Scene, scale: str) -> int:
+    """'auto' -> the smallest 2^k - 1 covering every pixel; otherwise the given number."""
+    if scale != "auto":
+        value = _numbers(scale, float, "--scale")[0]
+        if value <= 0:
+            raise UserInputError(f"--scale must be positive, got {scale}")
+        return value
+    top = float(scene.ms.max())
+    if scene.guide is not None:
+        top = max(top, float(scene.guide.max()))
+    return 2 ** max(1, math.ceil(math.log2(top + 1.0))) - 1
+
+
+def crop_scene(scene: Scene, rect: Rect) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The MS (1 x C x h x w) and guide (1 x G x rh x rw, or None) of a scene rectangle."""
+    r = scene.ratio
+    ms = scene.ms[None, :, rect.row : rect.row + rect.height, rect.col : rect.col + rect.width]
+    if scene.guide is None:
+        return ms, None
+    rows = slice(r * rect.row, r * (rect.row + rect.height))
+    return ms, scene.guide[None, :, rows, r * rect.col : r * (rect.col + rect.width)]
+
+
+def region_samples(scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int):
+    """Reduced-resolution patches of one region, degraded as a whole: (fields, origins)."""
+    area = used_extent(rect, patch, stride)
+    fields = protocol.reduced(*crop_scene(scene, area))
+    r = scene.ratio
+    patches = {
+        key: extract_patches(value, patch // r, stride // r)
+        if key == "lr"
+        else extract_patches(value, patch, stride)
+        for key, value in fields.items()
+    }
+    return patches, grid_origins(area, patch, stride)
+
+
+def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
+    """Test tiles (size x size MS pixels) of ``rect``: (reduced fields, full fields, origins).
+
+    Each tile is degraded on its own; the full-resolution fields are None without a real guide.
+    """
+    area = used_extent(rect, size, size)
+    ms, guide = crop_scene(scene, area)
+    ms = extract_patches(ms, size, size)
+    origins = grid_origins(area, size, size)
+    if guide is None:
+        return protocol.reduced(ms, None), None, origins
+    guide = extract_patches(guide, scene.ratio * size, scene.ratio * size)
+    return protocol.reduced(ms, guide), protocol.full(ms, guide), origins
+
+
+def write_h5(path: Path, fields: Fields, origins: np.ndarray, keys: dict, attrs: dict) -> None:
+    """Write one file (float64 arrays chunked per sample, ``origin``, attributes)."""
+    with h5py.File(path, "w") as file:
+        for field, value in fields.items():
+            data = value.to(torch.float64).numpy()
+            file.create_dataset(keys[field], data=data, chunks=(1, *data.shape[1:]))
+        file.create_dataset("origin", data=origins.astype(np.int32))
+        file.attrs.update(attrs)
+
+
+def _concat(parts: list[tuple[Fields, np.ndarray]]) -> tuple[Fields, np.ndarray]:
+    """Join per-region (fields, origins) along the sample axis."""
+    fields = {key: torch.cat([p[0][key] for p in parts]) for key in parts[0][0]}
+    return fields, np.concatenate([p[1] for p in parts])
+
+
+def output_paths(out: Path, name: str, full: bool) -> dict[str, Path]:
+    """The file names of the public collections for dataset ``name``."""
+    if not name or any(ch in name for ch in "/\\") or name.startswith("."):
+        raise UserInputError(f"--name must be a plain name such as 'landsat8', got '{name}'")
+    paths = {
+        "train": out / f"train_{name}.h5",
+        "valid": out / f"valid_{name}.h5",
+        "test_reduced": out / f"test_{name}_multiExm1.h5",
+    }
+    if full:
+        paths["test_full"] = out / f"test_{name}_OrigScale_multiExm1.h5"
+    return paths
+
+
+def command_line(argv: list[str]) -> str:
+    """The command recorded in every file's ``command`` attribute."""
+    return "python -m data.prepare " + shlex.join(argv)
+
+
+def _check_sizes(args: argparse.Namespace, ratio: int) -> None:
+    """Patch, stride and test size must be positive multiples of the ratio."""
+    for flag, value in (("--patch", args.patch), ("--stride", args.stride),
+                        ("--test-size", args.test_size)):
+        if value < ratio or value % ratio:
+            raise UserInputError(f"{flag} {value} must be a positive multiple of the ratio {ratio}")
+
+
+def plan_split(args: argparse.Namespace, height: int, width: int):
+    """(test region, training regions, validation region) of a height x width scene."""
+    if args.test_region is None:
+        test = default_test_region(height, width, args.test_size)
+    else:
+        test = parse_rect(args.test_region)
+        check_inside(test, height, width, "test region")
+    if min(test.height, test.width) < args.test_size:
+        raise UserInputError(
+            f"the test region ({test.text()}) is smaller than --test-size {args.test_size}"
+        )
+    train, valid = carve_validation(
+        complement(height, width, test), args.val_fraction, args.patch, args.stride
+    )
+    return test, [r for r in train if count_patches(r, args.patch, args.stride)], valid
+
+
+def make_protocol(args: argparse.Namespace, scene: Scene) -> Protocol:
+    """Check the sensor, gains and synthetic-guide options against the scene."""
+    sensor = canonical_sensor(args.sensor)
+    gains = _numbers(args.gains, float, "--gains")
+    sensor_gains(sensor, scene.ms.shape[0], gains)
+    weights = None if scene.guide is not None else synthetic_weights(args, scene.ms.shape[0])
+    return Protocol(scene.ratio, sensor, gains, weights)
+
+
+def build_splits(scene: Scene, protocol: Protocol, args: argparse.Namespace, regions,
+                 progress: bool) -> dict[str, tuple[Fields, np.ndarray]]:
+    """Samples and origins of every split; regions = (test, training list, validation)."""
+    test, train, valid = regions
+    steps = tqdm(total=len(train) + 2, desc="prepare", disable=not progress, file=sys.stdout)
+    splits = {}
+    for split, rects in (("train", train), ("valid", [valid])):
+        parts = []
+        for rect in rects:
+            parts.append(region_samples(scene, protocol, rect, args.patch, args.stride))
+            steps.update()
+        splits[split] = _concat(parts)
+    reduced, full, origins = test_samples(scene, protocol, test, args.test_size)
+    splits["test_reduced"] = (reduced, origins)
+    if full is not None:
+        splits["test_full"] = (full, origins)
+    steps.update()
+    steps.close()
+    return splits
+
+
+def write_all(paths: dict[str, Path], splits: dict, keys: dict[str, str], attrs: dict) -> None:
+    """Write every split to a temporary file, then rename them all (no half-written file)."""
+    temps = {key: path.with_name(f".{path.name}.{os.getpid()}.tmp") for key, path in paths.items()}
+    try:
+        for key, (fields, origins) in splits.items():
+            write_h5(temps[key], fields, origins, keys, dict(attrs, split=key))
+        for key, path in paths.items():
+            os.replace(temps[key], path)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+
+
+def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
+    """Build the files described by parsed command-line ``args``; return their paths."""
+    scene = load_scene(args)
+    paths = output_paths(Path(args.out), args.name, scene.guide is not None)
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not args.force:
+        raise UserInputError(f"{existing[0]} exists: pass --force to overwrite, or another --name")
+    _check_sizes(args, scene.ratio)
+    protocol = make_protocol(args, scene)
+    bands = (protocol.weights if scene.guide is None else scene.guide).shape[0]
+    layout = args.layout if args.layout != "auto" else (
+        "pancollection" if bands == 1 else "hyperspectral")
+    height, width = scene.ms.shape[-2:]
+    test, train, valid = plan_split(args, height, width)
+    scale = choose_scale(scene, args.scale)
+    say = print if progress else (lambda *a: None)
+    say(f"aligned scene: {height}x{width} MS pixels, ratio {scene.ratio}, guide of {bands} "
+        f"band(s), grid offset {scene.attrs['grid_offset']} PAN pixels; scale {scale}")
+    say(f"test region {test.text()}; validation region {valid.text()}; training regions "
+        + "; ".join(r.text() for r in train))
+    splits = build_splits(scene, protocol, args, (test, train, valid), progress)
+    attrs = dict(scene.attrs, ratio=scene.ratio, scale=scale, sensor=protocol.sensor,
+                 gains=json.dumps(protocol.gains), layout=layout,
+                 scene_size=json.dumps([height, width]), test_region=json.dumps(test),
+                 valid_region=json.dumps(valid), train_regions=json.dumps(train),
+                 patch=args.patch, stride=args.stride, test_size=args.test_size,
+                 command=command_line(args.argv),
+                 origin="top-left MS pixel of each sample, aligned scene")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    write_all(paths, splits, LAYOUTS[layout], attrs)
+    for key, (fields, _) in splits.items():
+        say(f"{key}: {fields['lr'].shape[0]} samples -> {paths[key]}")
+    return paths
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one-line UserInputErrors (exit code 2 via the wrapper)."""
+
+    def error(self, message: str):
+        raise UserInputError(f"{message} (see python -m data.prepare --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of ``python -m data.prepare``."""
+    p = _Parser(prog="python -m data.prepare", description="Build training, validation and "
+                "test HDF5 files in the public layouts from one scene (see data/prepare.py).")
+    p.add_argument("--ms", nargs="+", required=True, help="MS image: one multi-band file or one "
+                   "file per band (GeoTIFF, .npy C x H x W, .mat H x W x C, file.mat:VAR)")
+    guide = p.add_mutually_exclusive_group(required=True)
+    guide.add_argument("--pan", nargs="+", help="high-resolution guide: a PAN band, or several "
+                       "bands (multi-band guide, e.g. Sentinel-2 10 m bands)")
+    guide.add_argument("--pan-weights", help="synthesise a PAN as the weighted sum of the MS "
+                       "bands: w1,w2,... (one per band)")
+    guide.add_argument("--guide-bands", help="synthesise a guide from MS bands i,j,k (0-based)")
+    p.add_argument("--ratio", type=int, help="scale ratio (default: from the PAN/MS sizes)")
+    p.add_argument("--sensor", default="none", help="MTF preset: QB, IKONOS, GeoEye1, WV2, WV3, "
+                   "WV4, GF2, none (Nyquist gain 0.3 for every band; default)")
+    p.add_argument("--gains", help="MS Nyquist gains g1,g2,... (one per band), overrides --sensor")
+    p.add_argument("--patch", type=int, default=64, help="training gt patch size, MS pixels")
+    p.add_argument("--stride", type=int, help="patch stride, MS pixels (default: patch / 2)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training area held out for validation (default 0.1)")
+    p.add_argument("--test-region", help="ROW,COL,H,W in aligned MS pixels, held out for the "
+                   "test files (default: the last --test-size rows)")
+    p.add_argument("--test-size", type=int, default=64, help="test tile size, MS pixels")
+    p.add_argument("--grid", choices=GRIDS, default="auto", help="PAN/MS grid convention; auto "
+                   "reads the GeoTIFF tags (pixel-is-point: MS centred on PAN pixel r*i+r/2)")
+    p.add_argument("--scale", default="auto", help="value scale stored with the files "
+                   "(default: the smallest 2^k - 1 covering the data)")
+    p.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto",
+                   help="HDF5 keys (auto: pancollection for a one-band guide, else hyperspectral)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--name", required=True, help="dataset name in the file names")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` (without the program name); fill the default stride; keep argv."""
+    args = build_parser().parse_args(argv)
+    if args.stride is None:
+        args.stride = max(1, args.patch // 2)
+    args.argv = list(argv)
+    return args
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    prepare(args, progress=not args.quiet)
+
+
+if __name__ == "__main__":
+    main()

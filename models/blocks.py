@@ -1,0 +1,67 @@
+"""Small building blocks shared by the fusion models, and the input check of ``forward``."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from utils.errors import UserInputError
+
+
+class ConvPReLU(nn.Module):
+    """conv3x3 (bias, padding 1) followed by a PReLU with one shared slope (initial 0.25).
+
+    N x in_channels x H x W -> N x out_channels x H x W.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.act = nn.PReLU(num_parameters=1, init=0.25)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.conv(x))
+
+
+class ResidualBlock(nn.Module):
+    """x + conv3x3(LeakyReLU_0.01(conv3x3(x))), width preserved: N x C x H x W -> same."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.LeakyReLU(0.01)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+def check_fusion_inputs(lr: Tensor, up: Tensor, guide: Tensor, lr_channels: int, guide_channels: int) -> None:
+    """Refuse inputs that do not fit ``forward(lr, up, guide)`` with a one-line UserInputError.
+
+    Expects lr N x C x h x w, up N x C x H x W, guide N x Cg x H x W with h <= H, w <= W, (h, w) != (H, W).
+    """
+    for name, tensor in (("lr", lr), ("up", up), ("guide", guide)):
+        if tensor.dim() != 4:
+            raise UserInputError(
+                f"{name} must be a 4-D tensor N x C x H x W, got shape {tuple(tensor.shape)}"
+            )
+    if lr.shape[1] != lr_channels or up.shape[1] != lr_channels:
+        raise UserInputError(
+            f"the model was built for {lr_channels} bands but lr has {lr.shape[1]} and up has "
+            f"{up.shape[1]}; set lr_channels to the data's band count"
+        )
+    if guide.shape[1] != guide_channels:
+        raise UserInputError(
+            f"the model was built for a {guide_channels}-band guide but guide has "
+            f"{guide.shape[1]}; set guide_channels to the data's guide band count"
+        )
+    low, high = lr.shape[-2:], guide.shape[-2:]
+    if low[0] > high[0] or low[1] > high[1] or low == high:
+        raise UserInputError(
+            f"lr {tuple(low)} must be smaller than guide {tuple(high)}; were lr and up swapped?"
+        )
+    if up.shape[-2:] != high or not lr.shape[0] == up.shape[0] == guide.shape[0]:
+        raise UserInputError(
+            f"up {tuple(up.shape)} and guide {tuple(guide.shape)} must share batch size and "
+            f"H x W (and lr {tuple(lr.shape)} the batch size)"
+        )

@@ -1,0 +1,191 @@
+"""CSFPA: coordinate-modal-guided spatial-spectral feature progressive alignment.
+
+A local implicit function (JIIF / LIIF style) carries the spectral features from the low-resolution
+grid to finer grids, stage by stage, guided by the detail map of LHSDR. Each query pixel reads its
+four nearest low-resolution cells, feeds [cell feature, guide feature at the query, relative
+coordinate] to an MLP and blends the four predictions with softmax weights from the MLP's last
+output. Coordinates are pixel centres in [-1, 1]: ``-1 + (2k + 1) / n`` for pixel k of n.
+
+Neighbours are gathered with integer indices, in chunks of query pixels so that memory stays
+bounded. Border modes: ``"zero"`` (the released model: a neighbour outside the grid reads zeros
+for its feature and for its cell-centre coordinate, as nearest ``grid_sample`` with zero padding
+does) and ``"clamp"`` (LIIF: the neighbour index is clamped to the grid).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.blocks import ConvPReLU
+
+BORDERS = ("zero", "clamp")
+
+
+def axis_neighbours(
+    size_out: int, size_in: int, border: str, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The two nearest input cells along one axis for every output pixel centre.
+
+    Returns (index, valid, query, centre): index and valid are size_out x 2 (long, bool; column 0
+    the lower cell, column 1 the upper one), query is size_out and centre size_out x 2, float64
+    coordinates in [-1, 1]. Computed in integers: the lower cell is floor(u) for the output centre
+    at input-pixel position u = ((2k + 1) size_in - size_out) / (2 size_out).
+    """
+    k = torch.arange(size_out, device=device, dtype=torch.long)
+    lower = torch.div((2 * k + 1) * size_in - size_out, 2 * size_out, rounding_mode="floor")
+    index = torch.stack((lower, lower + 1), dim=1)
+    if border == "clamp":
+        index = index.clamp(0, size_in - 1)
+    valid = (index >= 0) & (index < size_in)
+    query = -1 + (2 * k + 1).double() / size_out
+    centre = -1 + (2 * index + 1).double() / size_in
+    return index, valid, query, centre
+
+
+def neighbour_tables(
+    in_size: tuple[int, int],
+    out_size: tuple[int, int],
+    border: str,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gather tables of the four neighbours of every output pixel (row-major order).
+
+    Returns index (4 x H*W, long, into the h*w input cells), valid (4 x H*W, bool) and the relative
+    coordinate (4 x H*W x 2, ``dtype``): (query - cell centre) * (h, w), where an invalid cell's
+    centre reads (0, 0) as in the reference.
+    """
+    (h, w), (out_h, out_w) = in_size, out_size
+    row_index, row_valid, row_query, row_centre = axis_neighbours(out_h, h, border, device)
+    col_index, col_valid, col_query, col_centre = axis_neighbours(out_w, w, border, device)
+    index, valid, rel = [], [], []
+    for r in (0, 1):
+        for c in (0, 1):
+            ok = row_valid[:, r, None] & col_valid[None, :, c]
+            rel_r = (row_query[:, None] - row_centre[:, r, None] * ok) * h
+            rel_c = (col_query[None, :] - col_centre[None, :, c] * ok) * w
+            index.append(row_index[:, r, None] * w + col_index[None, :, c])
+            valid.append(ok)
+            rel.append(torch.stack((rel_r, rel_c), dim=-1))
+    pixels = out_h * out_w
+    return (
+        torch.stack(index).reshape(4, pixels),
+        torch.stack(valid).reshape(4, pixels),
+        torch.stack(rel).reshape(4, pixels, 2).to(dtype),
+    )
+
+
+def implicit_query(
+    feat: Tensor, guide: Tensor, mlp: nn.Module, border: str = "zero", chunk: int = 16384
+) -> Tensor:
+    """Local implicit upsampling of ``feat`` to the grid of ``guide``.
+
+    feat: N x c x h x w, guide: N x g x H x W, mlp: (c + g + 2) -> (c_out + 1) features.
+    chunk: query pixels (over the whole batch) per MLP call; each call runs 4 * chunk rows.
+    Returns N x c_out x H x W: the softmax(last output)-weighted sum of the four predictions.
+    """
+    n, c, h, w = feat.shape
+    out_h, out_w = guide.shape[-2:]
+    index, valid, rel = neighbour_tables((h, w), (out_h, out_w), border, feat.dtype, feat.device)
+    cells = feat.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    cells = torch.cat((cells, cells.new_zeros(1, c)))
+    guides = guide.permute(0, 2, 3, 1).reshape(n * out_h * out_w, guide.shape[1])
+    pixels = out_h * out_w
+    outputs = []
+    for start in range(0, n * pixels, chunk):
+        stop = min(start + chunk, n * pixels)
+        query = torch.arange(start, stop, device=feat.device)
+        image, pixel = torch.div(query, pixels, rounding_mode="floor"), query % pixels
+        gather = torch.where(valid[:, pixel], image * (h * w) + index[:, pixel], n * h * w)
+        here = guides[start:stop].expand(4, -1, -1)
+        inputs = torch.cat((cells[gather], here, rel[:, pixel]), dim=-1)
+        preds = mlp(inputs)
+        weights = torch.softmax(preds[..., -1:], dim=0)
+        outputs.append((preds[..., :-1] * weights).sum(dim=0))
+    fused = torch.cat(outputs)
+    return fused.reshape(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+def make_mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
+    """Linear layers with ReLU between them: in -> hidden[0] -> ... -> out (rows x features)."""
+    sizes = [in_features, *hidden, out_features]
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+    return nn.Sequential(*layers)
+
+
+class QueryStage(nn.Module):
+    """One alignment stage: N x in_channels x h x w (+ guide N x guide_width x H' x W')
+    -> N x out_channels x H' x W'."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        guide_width: int,
+        out_channels: int,
+        hidden: Sequence[int],
+        border: str,
+        chunk: int,
+    ):
+        super().__init__()
+        self.mlp = make_mlp(in_channels + guide_width + 2, hidden, out_channels + 1)
+        self.border = border
+        self.chunk = chunk
+
+    def forward(self, feat: Tensor, guide: Tensor) -> Tensor:
+        return implicit_query(feat, guide, self.mlp, self.border, self.chunk)
+
+
+class CSFPA(nn.Module):
+    """Spectral features of ``lr`` aligned to the detail map, in ``stages`` implicit stages.
+
+    Stage k of S (k = 1..S) queries the grid ceil(H / 2^(S-k)) x ceil(W / 2^(S-k)), guided by the
+    encoded detail map adaptively max-pooled to that grid (sizes taken from the input at run time).
+    Intermediate stages output ``stage_width`` channels, the last one ``lr_channels``.
+    """
+
+    def __init__(
+        self,
+        lr_channels: int,
+        width: int,
+        guide_width: int,
+        hidden: Sequence[int],
+        stage_width: int,
+        stages: int,
+        border: str,
+        chunk: int,
+    ):
+        super().__init__()
+        self.detail_encoder = ConvPReLU(width // 4, guide_width)
+        self.spectral_encoder = ConvPReLU(lr_channels, width)
+        self.stages = nn.ModuleList(
+            QueryStage(
+                width if k == 0 else stage_width,
+                guide_width,
+                lr_channels if k == stages - 1 else stage_width,
+                hidden,
+                border,
+                chunk,
+            )
+            for k in range(stages)
+        )
+
+    def forward(self, lr: Tensor, detail: Tensor) -> Tensor:
+        """lr: N x C x h x w, detail: N x width/4 x H x W -> N x C x H x W."""
+        spatial = self.detail_encoder(detail)
+        feat = self.spectral_encoder(lr)
+        height, width = detail.shape[-2:]
+        for k, stage in enumerate(self.stages):
+            factor = 2 ** (len(self.stages) - 1 - k)
+            size = (math.ceil(height / factor), math.ceil(width / factor))
+            guide = spatial if factor == 1 else F.adaptive_max_pool2d(spatial, size)
+            feat = stage(feat, guide)
+        return feat

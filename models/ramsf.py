@@ -1,0 +1,214 @@
+"""RAMSF: fused = up + CSFPA(lr, LHSDR(up, guide)), and loading of the authors' released weights.
+
+The released checkpoints name their parameters differently (``blk_1_32.0.weight``,
+``DE_pan.conv0.weight``, ``imnet_64.layers.0.weight``, ...). ``RELEASED_NAME_MAP`` maps their module
+prefixes to ours; ``load_released_checkpoint`` reads such a file (or one saved with our names).
+"""
+
+from __future__ import annotations
+
+import numbers
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from models import MODELS
+from models.blocks import check_fusion_inputs
+from models.csfpa import BORDERS, CSFPA
+from models.lhsdr import LHSDR
+from utils.errors import UserInputError
+
+RELEASED_NAME_MAP: dict[str, str] = {
+    "blk_1_32.0": "lhsdr.guide_head.conv",
+    "blk_1_32.1": "lhsdr.guide_head.act",
+    "blk_8_32.0": "lhsdr.up_head.conv",
+    "blk_8_32.1": "lhsdr.up_head.act",
+    **{
+        f"{old}.conv{i}": f"lhsdr.{new}.conv{i + 1}"
+        for old, new in (
+            ("DE_pan", "guide_block"),
+            ("DE_lms", "up_block"),
+            ("DE_HL", "hl_block"),
+            ("DE_LH", "lh_block"),
+            ("DE_HH", "hh_block"),
+            ("DE_HH_HH", "merge_hl_lh"),
+            ("DE_PAN", "merge_hh"),
+        )
+        for i in (0, 1)
+    },
+    "spatial_encoder.0": "csfpa.detail_encoder.conv",
+    "spatial_encoder.1": "csfpa.detail_encoder.act",
+    "spectral_encoder.0": "csfpa.spectral_encoder.conv",
+    "spectral_encoder.1": "csfpa.spectral_encoder.act",
+    "imnet_64.layers": "csfpa.stages.0.mlp",
+    "imnet_128.layers": "csfpa.stages.1.mlp",
+}
+"""Released module prefix -> our module prefix (the parameter's last name part is unchanged)."""
+
+
+def _rename(name: str, table: Mapping[str, str]) -> str:
+    for old, new in table.items():
+        if name.startswith(old + "."):
+            return new + name[len(old) :]
+    return name
+
+
+def our_name(released: str) -> str:
+    """``imnet_64.layers.0.weight`` -> ``csfpa.stages.0.mlp.0.weight``; other names unchanged."""
+    return _rename(released, RELEASED_NAME_MAP)
+
+
+def released_name(ours: str) -> str:
+    """Inverse of :func:`our_name`: ``lhsdr.guide_block.conv1.weight`` -> ``DE_pan.conv0.weight``."""
+    return _rename(ours, {new: old for old, new in RELEASED_NAME_MAP.items()})
+
+
+def default_stages(ratio: int) -> int:
+    """Number of implicit stages: 1 for ratio 2 (h -> H), else 2 (h -> H/2 -> H, as released)."""
+    return 1 if ratio <= 2 else 2
+
+
+def integer_ratio(ratio: numbers.Real) -> int:
+    """``ratio`` as an int (4, 4.0 or numpy 4 -> 4); anything else below 2 is a UserInputError."""
+    if isinstance(ratio, numbers.Real) and float(ratio).is_integer() and ratio >= 2:
+        return int(ratio)
+    raise UserInputError(f"RAMSF needs an integer ratio >= 2 (H / h of the data), got {ratio!r}")
+
+
+def _check_options(
+    ratio: int, width: int, mlp_hidden: Sequence[int], border: str, query_chunk: int, stages: int
+) -> None:
+    """Raise a one-line UserInputError for RAMSF options that cannot work."""
+    if width < 4 or width % 4:
+        raise UserInputError(f"RAMSF width must be a positive multiple of 4, got {width}")
+    sizes = list(mlp_hidden) if isinstance(mlp_hidden, Sequence) else []
+    if not sizes or not all(isinstance(n, int) and n >= 1 for n in sizes):
+        raise UserInputError(f"RAMSF mlp_hidden must be a non-empty list of sizes, got {mlp_hidden}")
+    if border not in BORDERS:
+        raise UserInputError(f"RAMSF border must be one of {', '.join(BORDERS)}, got '{border}'")
+    if query_chunk < 1:
+        raise UserInputError(f"RAMSF query_chunk must be >= 1, got {query_chunk}")
+    if stages < 1 or ratio <= 2 ** (stages - 1):
+        raise UserInputError(
+            f"RAMSF stages={stages} does not fit ratio {ratio}: the first stage must enlarge "
+            f"(ratio > 2^(stages-1)); use stages between 1 and {max_stages(ratio)}"
+        )
+
+
+def max_stages(ratio: int) -> int:
+    """Largest stage count whose first stage still enlarges: ratio > 2^(stages-1)."""
+    return (ratio - 1).bit_length()
+
+
+@MODELS.register
+class RAMSF(nn.Module):
+    """RAMSF (LHSDR + CSFPA). forward(lr N x C x h x w, up N x C x H x W, guide N x Cg x H x W)
+    -> fused N x C x H x W, in the inputs' scale (about [0, 1]), as up + a learned residual.
+
+    width: LHSDR and spectral feature width d (multiple of 4); guide_width: width of the encoded
+    detail map fed to the MLPs; mlp_hidden: hidden sizes of each stage's MLP; stage1_width:
+    channels between stages; ll_fusion: learned fusion of both LL bands instead of the guide's
+    alone; border: 'zero' (released) or 'clamp' (LIIF); query_chunk: query pixels per MLP call
+    (bounds memory); stages: number of implicit stages (default 1 for ratio 2, else 2).
+    """
+
+    def __init__(
+        self,
+        lr_channels: int,
+        guide_channels: int,
+        ratio: int,
+        width: int = 64,
+        guide_width: int = 64,
+        mlp_hidden: Sequence[int] = (256, 128),
+        stage1_width: int = 32,
+        ll_fusion: bool = False,
+        border: str = "zero",
+        query_chunk: int = 16384,
+        stages: int | None = None,
+    ):
+        super().__init__()
+        ratio = integer_ratio(ratio)
+        stages = default_stages(ratio) if stages is None else stages
+        _check_options(ratio, width, mlp_hidden, border, query_chunk, stages)
+        self.lr_channels = lr_channels
+        self.guide_channels = guide_channels
+        self.lhsdr = LHSDR(lr_channels, guide_channels, width, ll_fusion)
+        self.csfpa = CSFPA(
+            lr_channels,
+            width,
+            guide_width,
+            tuple(mlp_hidden),
+            stage1_width,
+            stages,
+            border,
+            query_chunk,
+        )
+
+    def forward(self, lr: Tensor, up: Tensor, guide: Tensor) -> Tensor:
+        check_fusion_inputs(lr, up, guide, self.lr_channels, self.guide_channels)
+        return up + self.csfpa(lr, self.lhsdr(up, guide))
+
+
+def _describe(names: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_released_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
+    """Load a state dict in the released naming (or ours) into ``model``; returns the model.
+
+    Raises a one-line UserInputError naming missing or unexpected keys and shape mismatches.
+    """
+    mapped = {our_name(key): value for key, value in state_dict.items()}
+    expected = model.state_dict()
+    missing = [released_name(k) for k in expected if k not in mapped]
+    unexpected = [released_name(k) for k in mapped if k not in expected]
+    mismatched = [
+        f"{released_name(k)} {tuple(mapped[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in mapped and tuple(mapped[k].shape) != tuple(v.shape)
+    ]
+    problems = [
+        f"{label}: {_describe(items)}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
+    if problems:
+        raise UserInputError(
+            f"checkpoint does not fit the model ({'; '.join(problems)}); build the model with the "
+            "checkpoint's band counts and widths"
+        )
+    model.load_state_dict(mapped)
+    return model
+
+
+def load_released_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a checkpoint file: a bare state dict, or a dict with a 'state_dict' or 'model' entry;
+    'module.' prefixes (DataParallel) are stripped. Returns the model."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(
+            f"cannot read checkpoint '{path}' (a torch.save'd state dict is expected): {first_line}"
+        ) from None
+    for entry in ("state_dict", "model"):
+        if isinstance(data, Mapping) and isinstance(data.get(entry), Mapping):
+            data = data[entry]
+    if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
+        raise UserInputError(
+            f"checkpoint '{path}' holds no state dict (expected name -> tensor, possibly under "
+            "'state_dict' or 'model')"
+        )
+    return load_released_state_dict(model, {_strip_module(k): v for k, v in data.items()})
+
+
+def _strip_module(name: str) -> str:
+    return name[len("module.") :] if name.startswith("module.") else name

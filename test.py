@@ -1,0 +1,30 @@
+"""Test a trained model: ``python test.py --option_path option.yml [--set key=value ...]``.
+
+Prints per-image indices and mean +- std for every test file listed in the options, and writes
+``test_results.json`` and ``test_results.csv`` into the checkpoint's run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from utils.errors import exit_on_user_error
+from utils.options import add_option_arguments, load_options
+from utils.tester import run_tests
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_option_arguments(parser)
+    args = parser.parse_args(argv)
+    options = load_options(args.option_path, args.set)
+    if options.demo:
+        from data.demo import ensure_demo
+
+        ensure_demo(options.demo)
+    return run_tests(options)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""train.py and test.py end to end on the tiny fixtures: resume, TensorBoard, results files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "data" / "pancollection"
+
+
+def load_script(name: str):
+    """Import train.py / test.py by path ('test' would clash with the standard library's package)."""
+    spec = importlib.util.spec_from_file_location(f"ramsf_script_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_script = load_script("train")
+test_script = load_script("test")
+
+
+def options_file(tmp_path: Path, name: str, **train) -> str:
+    tree = {
+        "name": name,
+        "task": "pansharpening",
+        "log_root": str(tmp_path / "logs"),
+        "data": {
+            "scale": 2047,
+            "train": str(FIXTURES / "train_wv3_tiny.h5"),
+            "valid": str(FIXTURES / "train_wv3_tiny.h5"),
+            "test_reduced": [str(FIXTURES / "train_wv3_tiny.h5")],
+            "test_full": [str(FIXTURES / "test_wv3_OrigScale_tiny.h5")],
+            "augment": True,
+            "sensor": "WV3",
+        },
+        "model": {"name": "TinyFusion"},
+        "train": {
+            "batch_size": 2,
+            "iterations": 40,
+            "log_every": 5,
+            "save_every": 7,
+            "optimizer": {"name": "Adam", "lr": 1e-3},
+            "scheduler": {"name": "MultiStepLR", "milestones": [15, 30], "gamma": 0.5},
+            **train,
+        },
+        "val": {"every": 10, "unit": "iteration", "images": 1},
+        "test": {"dim_cut": 0},
+    }
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
+
+
+def latest_state(tmp_path: Path, name: str) -> dict:
+    (path,) = (tmp_path / "logs" / "pansharpening" / name).glob("*/checkpoints/latest.pth")
+    return torch.load(path, weights_only=True)
+
+
+def assert_states_equal(a, b) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_states_equal(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_states_equal(x, y)
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+def test_resume_equals_straight_run(tmp_path):
+    straight = options_file(tmp_path, "straight")
+    train_script.main(["--option_path", straight])
+    split = options_file(tmp_path, "split")
+    train_script.main(["--option_path", split, "--stop-after", "20"])
+    assert latest_state(tmp_path, "split")["step"] == 20
+    train_script.main(["--option_path", split])  # resume: auto continues the same run folder
+    a, b = latest_state(tmp_path, "straight"), latest_state(tmp_path, "split")
+    assert a["step"] == b["step"] == 40
+    for key in ("model", "optimizer", "scheduler", "best", "history"):
+        assert_states_equal(a[key], b[key])
+    assert len(list((tmp_path / "logs" / "pansharpening" / "split").iterdir())) == 1
+
+
+def test_event_files_hold_scalars_and_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_script.main(["--option_path", options_file(tmp_path, "tb", iterations=20)])
+    (run,) = (tmp_path / "logs" / "pansharpening" / "tb").iterdir()
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0}).Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    assert {"train/loss", "train/lr", "val/SAM", "val/ERGAS", "val/Q2n"} <= scalars
+    assert {"val/fused", "val/gt", "val/up", "val/guide", "val/abs_error", "val/sam"} <= images
+    lrs = [e.value for e in events.Scalars("train/lr")]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(5e-4)  # milestone 15
+    for name in ("options.yml", "command.txt", "environment.txt", "train.log"):
+        assert (run / name).is_file()
+
+
+def test_test_script_writes_results(tmp_path):
+    path = options_file(tmp_path, "scored", iterations=10)
+    train_script.main(["--option_path", path])
+    results = test_script.main(["--option_path", path])
+    (run,) = (tmp_path / "logs" / "pansharpening" / "scored").iterdir()
+    saved = json.loads((run / "test_results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    reduced = saved["files"][str(FIXTURES / "train_wv3_tiny.h5")]["methods"]
+    assert set(reduced) == {"TinyFusion", "EXP (input up)"}
+    assert {"SAM", "ERGAS", "Q2n", "SCC"} <= set(reduced["TinyFusion"]["mean"])
+    full = saved["files"][str(FIXTURES / "test_wv3_OrigScale_tiny.h5")]["methods"]["TinyFusion"]
+    assert {"D_lambda", "D_s", "QNR", "HQNR"} <= set(full["mean"])
+    assert (run / "test_results.csv").read_text().startswith("file,resolution,method,index,mean,std")
+
+
+def test_unknown_option_exits_2_with_one_line(tmp_path):
+    path = Path(options_file(tmp_path, "typo"))
+    path.write_text(path.read_text().replace("batch_size:", "batchsize:"))
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--option_path", str(path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "unknown option 'train.batchsize'" in proc.stderr and "batch_size" in proc.stderr

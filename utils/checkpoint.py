@@ -1,0 +1,80 @@
+"""Checkpoints written atomically and read safely.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed
+over the target (``os.replace`` is atomic on POSIX and Windows), so a kill during the write
+leaves the previous checkpoint intact. Reading uses ``torch.load(weights_only=True)``: no
+arbitrary pickled objects are ever executed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.errors import UserInputError
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` with ``torch.save`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        dir_fd = os.open(path.parent, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``; unreadable files are a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint '{path}' does not exist: train first or set test.checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(
+            f"checkpoint '{path}' cannot be read safely ({first[:120]}): "
+            "give a PyTorch state-dict file saved by this framework or the authors"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserInputError(f"checkpoint '{path}' does not hold a dictionary of tensors")
+    return state
+
+
+def load_model_weights(model: torch.nn.Module, state: dict[str, Any], source: str) -> None:
+    """Load ``state['model']`` into ``model``; a mismatch names the first differing keys."""
+    weights = state.get("model", state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    wrong = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected:
+        raise UserInputError(
+            f"checkpoint '{source}' is from another model: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}; check model.name and its options"
+        )
+    if wrong:
+        key = wrong[0]
+        raise UserInputError(
+            f"checkpoint '{source}' does not fit this model: '{key}' has shape "
+            f"{tuple(weights[key].shape)}, the model expects {tuple(own[key].shape)} "
+            "(band counts, ratio or widths differ from the options)"
+        )
+    model.load_state_dict(weights)

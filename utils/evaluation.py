@@ -1,0 +1,101 @@
+"""Run a model over a dataset and score it with the toolbox's indices at digital-number scale."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from metrics import full_resolution_report, reduced_resolution_report
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Move the tensors of a batch to ``device``."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def fuse(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The model's fused image for a batch (N x C x H x W, scaled data)."""
+    return model(batch["lr"], batch["up"], batch["guide"])
+
+
+def as_pan(guide: torch.Tensor) -> torch.Tensor:
+    """The single-band image the full-resolution D_s compares with: the guide, or its band mean."""
+    return guide if guide.shape[1] == 1 else guide.mean(dim=1, keepdim=True)
+
+
+@dataclass
+class Scores:
+    """Per-image indices of one test file, plus the time spent in the model."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, report: dict[str, torch.Tensor]) -> None:
+        for key, value in report.items():
+            self.values.setdefault(key, []).extend(value.detach().double().cpu().tolist())
+
+    def mean(self) -> dict[str, float]:
+        return {k: float(torch.tensor(v).mean()) for k, v in self.values.items()}
+
+    def std(self) -> dict[str, float]:
+        return {k: float(torch.tensor(v).std(unbiased=False)) for k, v in self.values.items()}
+
+
+def score_batch(
+    fused: torch.Tensor,
+    batch: dict,
+    scale: float,
+    ratio: int,
+    dim_cut: int,
+    sensor: str,
+) -> dict[str, torch.Tensor]:
+    """Reduced-resolution indices when the batch has ``gt``, full-resolution ones otherwise."""
+    fused_dn = fused.double() * scale
+    if "gt" in batch:
+        gt_dn = batch["gt"].double() * scale
+        return reduced_resolution_report(fused_dn, gt_dn, ratio, dim_cut=dim_cut)
+    return full_resolution_report(
+        fused_dn,
+        batch["lr"].double() * scale,
+        as_pan(batch["guide"]).double() * scale,
+        ratio,
+        sensor=sensor,
+        ms_up=batch["up"].double() * scale,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module | None,
+    batches: Iterable[dict],
+    device: torch.device,
+    scale: float,
+    ratio: int,
+    dim_cut: int = 0,
+    sensor: str = "none",
+    on_batch: Callable[[dict, torch.Tensor], None] | None = None,
+) -> Scores:
+    """Score ``model`` (``None`` scores the upsampled input ``up`` itself) on every batch.
+
+    ``on_batch(batch, fused)`` is called for each batch (on the model's device), e.g. to keep
+    images for display or to save the fused images.
+    """
+    scores = Scores()
+    if model is not None:
+        model.eval()
+    for batch in batches:
+        batch = to_device(batch, device)
+        start = time.perf_counter()
+        fused = batch["up"] if model is None else fuse(model, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+        scores.seconds.extend([elapsed / fused.shape[0]] * fused.shape[0])
+        scores.add(score_batch(fused, batch, scale, ratio, dim_cut, sensor))
+        if on_batch is not None:
+            on_batch(batch, fused)
+    return scores

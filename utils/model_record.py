@@ -1,0 +1,46 @@
+"""What a checkpoint records about its model, so it can be rebuilt and checked against new data."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models import MODELS
+from utils.errors import UserInputError
+from utils.options import Options, model_kwargs
+
+
+def model_record(options: Options, data) -> dict:
+    """Model name, options, band counts and ratio (taken from the training ``data``)."""
+    name, kwargs = model_kwargs(options)
+    return {
+        "name": name,
+        "kwargs": kwargs,
+        "lr_channels": data.lr_channels,
+        "guide_channels": data.guide_channels,
+        "ratio": data.ratio,
+    }
+
+
+def build_from_record(record: dict) -> nn.Module:
+    """The registered model of ``record``, sized by its band counts and ratio."""
+    return MODELS.build(
+        record["name"],
+        lr_channels=record["lr_channels"],
+        guide_channels=record["guide_channels"],
+        ratio=record["ratio"],
+        **record["kwargs"],
+    )
+
+
+def check_against_record(data, record: dict, path: str, what: str) -> None:
+    """``data`` (a dataset) must have the band counts and ratio of ``record``."""
+    for attr, label in (
+        ("lr_channels", "bands"),
+        ("guide_channels", "guide bands"),
+        ("ratio", "ratio"),
+    ):
+        if getattr(data, attr) != record[attr]:
+            raise UserInputError(
+                f"{what} file '{path}' has {label} {getattr(data, attr)} but the model is built for "
+                f"{record[attr]}: use files of the same sensor and ratio as the training data"
+            )

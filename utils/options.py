@@ -1,0 +1,194 @@
+"""The option file: its schema (every key documented here), loading, overrides and saving.
+
+``python train.py --option_path option.yml --set train.optimizer.lr=1e-4`` reads the YAML with
+``yaml.safe_load``, applies the ``--set`` overrides (values parsed as YAML), and checks the
+result against the dataclasses below. Unknown keys and wrong types are refused with a one-line
+message naming the key (and the closest valid key).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from utils.errors import UserInputError
+from utils.schema import from_dict, set_path, to_dict
+
+TASKS = ("pansharpening", "hs_pansharpening", "hsms_fusion")
+
+
+@dataclass
+class DataOptions:
+    """Where the HDF5 files are and how to read them."""
+
+    scale: float  # digital-number scale the files are divided by (2047 for WV3, 1023 for GF2)
+    root: str | None = None  # folder that relative file names below are resolved against
+    train: str | None = None  # training file (reduced resolution, with gt)
+    valid: str | None = None  # validation file (with gt)
+    test_reduced: list[str] = field(default_factory=list)  # reduced-resolution test files
+    test_full: list[str] = field(default_factory=list)  # full-resolution test files (no gt)
+    layout: Literal["auto", "pancollection", "hyperpan", "hyperspectral"] = "auto"
+    ratio: int | None = None  # checked against the files; inferred when null
+    augment: bool = False  # random flips and 90-degree rotations of training samples
+    num_workers: int = 0  # DataLoader worker processes
+    max_valid_samples: int | None = None  # validate on the first N samples only
+    sensor: str = "none"  # MTF preset for the full-resolution indices (QB, WV3, ...)
+    rgb_bands: list[int] | None = None  # bands shown as R, G, B in TensorBoard (0-based)
+
+    def resolve(self, name: str) -> str:
+        """``name`` under ``root`` when it is relative and a root is set."""
+        if self.root is None or Path(name).is_absolute():
+            return name
+        return str(Path(self.root) / name)
+
+    def check(self) -> None:
+        if self.scale <= 0:
+            raise UserInputError(f"option 'data.scale' must be positive, got {self.scale}")
+        if self.num_workers < 0:
+            raise UserInputError("option 'data.num_workers' must be 0 or more")
+
+
+@dataclass
+class LossTerm:
+    name: str = "L1"  # a registered loss (L1, MSE, Charbonnier, SAM)
+    weight: float = 1.0
+
+
+@dataclass
+class OptimizerOptions:
+    name: Literal["Adam", "AdamW", "SGD"] = "Adam"
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+
+
+@dataclass
+class SchedulerOptions:
+    name: Literal["none", "MultiStepLR", "CosineAnnealingLR"] = "none"
+    milestones: list[int] = field(default_factory=list)  # in epochs (MultiStepLR)
+    gamma: float = 0.1  # MultiStepLR factor
+    eta_min: float = 0.0  # cosine floor
+
+
+@dataclass
+class TrainOptions:
+    batch_size: int = 32
+    epochs: int | None = None  # train for this many epochs ...
+    iterations: int | None = None  # ... or this many optimizer steps (exactly one of the two)
+    patch_size: int | None = None  # refuse training images smaller than this
+    loss: list[LossTerm] = field(default_factory=lambda: [LossTerm()])
+    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
+    scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+    grad_clip: float | None = None  # max gradient norm
+    nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/Inf loss does
+    resume: str = "auto"  # auto (latest checkpoint of this run name), none, or a checkpoint path
+    log_every: int = 10  # iterations between logged training losses
+    save_every: int = 200  # iterations between 'latest' checkpoints (also at each validation)
+
+    def check(self) -> None:
+        if (self.epochs is None) == (self.iterations is None):
+            raise UserInputError("set exactly one of 'train.epochs' and 'train.iterations'")
+        for key in ("batch_size", "log_every", "save_every"):
+            if getattr(self, key) < 1:
+                raise UserInputError(f"option 'train.{key}' must be at least 1")
+
+
+@dataclass
+class ValOptions:
+    every: int = 1  # validate every N epochs (or N iterations when 'unit' is iteration)
+    unit: Literal["epoch", "iteration"] = "epoch"
+    metric: Literal["SAM", "ERGAS", "Q2n", "PSNR"] = "SAM"  # the best checkpoint's metric
+    dim_cut: int = 0  # border cut for validation indices (patches are small)
+    images: int = 2  # validation images shown in TensorBoard
+
+
+@dataclass
+class TestOptions:
+    checkpoint: str = "best"  # best, latest, or a path to a .pth file
+    dim_cut: int = 21  # the toolbox demo's border cut; 0 turns it off
+    save_images: Literal["mat", "tif", "h5"] | None = None
+    batch_size: int = 1
+    baseline: bool = True  # also score the upsampled input ('EXP' for 23-tap files)
+
+
+@dataclass
+class Options:
+    """The whole option file."""
+
+    name: str
+    task: Literal["pansharpening", "hs_pansharpening", "hsms_fusion"]
+    data: DataOptions
+    model: dict[str, Any]  # {name: RAMSF, width: 64, ...}: keyword arguments of the model
+    train: TrainOptions = field(default_factory=TrainOptions)
+    val: ValOptions = field(default_factory=ValOptions)
+    test: TestOptions = field(default_factory=TestOptions)
+    seed: int = 42
+    device: str = "auto"  # auto, cpu, cuda, cuda:1
+    deterministic: bool = False  # deterministic kernels (exact resume on GPU)
+    demo: str | None = None  # build the shipped demo data (landsat8, sentinel2) on first use
+    log_root: str = "logs"
+    tensorboard: bool = True
+
+    def check(self) -> None:
+        if "name" not in self.model:
+            raise UserInputError("option 'model.name' is required (e.g. RAMSF)")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'train.lr=1e-4'`` -> ``('train.lr', 0.0001)``; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UserInputError(f"--set expects KEY=VALUE (e.g. train.batch_size=16), got '{text}'")
+    value = yaml.safe_load(raw) if raw else None
+    return key.strip(), value
+
+
+def load_options(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Options:
+    """Read, override and check an option file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"option file '{path}' does not exist: give --option_path an existing YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserInputError(f"option file '{path}' is not valid YAML{where}: fix its syntax") from None
+    if not isinstance(raw, dict):
+        raise UserInputError(f"option file '{path}' must hold a mapping of options")
+    for text in overrides:
+        key, value = parse_override(text)
+        set_path(raw, key, value)
+    return from_dict(Options, raw)
+
+
+def dump_options(options: Options) -> str:
+    """The resolved options as YAML text."""
+    return yaml.safe_dump(to_dict(options), sort_keys=False)
+
+
+def add_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line arguments shared by train.py and test.py."""
+    parser.add_argument("--option_path", "--option-path", required=True, help="YAML option file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an option, e.g. --set train.optimizer.lr=1e-4 (repeatable)",
+    )
+
+
+def model_kwargs(options: Options) -> tuple[str, dict[str, Any]]:
+    """The model's registered name and its keyword arguments from ``options.model``."""
+    spec = dict(options.model)
+    name = spec.pop("name")
+    if not isinstance(name, str):
+        raise UserInputError(f"option 'model.name' must be a string, got {name!r}")
+    return name, spec

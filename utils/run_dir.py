@@ -1,0 +1,124 @@
+"""Run folders: ``logs/<task>/<name>/<timestamp>/`` with the options, command, environment and log.
+
+Each run folder holds ``options.yml`` (the resolved options), ``command.txt`` (the command line),
+``environment.txt`` (versions and machine), ``train.log`` (the text log), ``checkpoints/`` and
+the TensorBoard event files. Resuming a run continues in its own folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from utils.errors import UserInputError
+from utils.options import Options, dump_options
+
+LOGGER_NAME = "ramsf"
+
+
+def run_root(options: Options) -> Path:
+    """``<log_root>/<task>/<name>``: the folder holding every run of this option set."""
+    return Path(options.log_root) / options.task / options.name
+
+
+def list_runs(options: Options) -> list[Path]:
+    """Existing run folders of this option set, oldest first."""
+    root = run_root(options)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "options.yml").is_file())
+
+
+def create_run_dir(options: Options) -> Path:
+    """Make a new timestamped run folder and write options, command and environment into it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = run_root(options) / stamp
+    suffix = 1
+    while path.exists():
+        path = run_root(options) / f"{stamp}-{suffix}"
+        suffix += 1
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot create the run folder '{path}' ({exc.strerror}): set log_root to a writable folder"
+        ) from None
+    (path / "options.yml").write_text(dump_options(options))
+    (path / "command.txt").write_text(shlex.join([sys.executable, *sys.argv]) + "\n")
+    (path / "environment.txt").write_text(environment_report())
+    return path
+
+
+def environment_report() -> str:
+    """Versions of Python, the key packages and the machine, one per line."""
+    import h5py
+    import numpy
+    import torch
+
+    lines = [
+        f"python {platform.python_version()}",
+        f"platform {platform.platform()}",
+        f"torch {torch.__version__} (cuda available: {torch.cuda.is_available()})",
+        f"numpy {numpy.__version__}",
+        f"h5py {h5py.__version__}",
+        f"threads {torch.get_num_threads()}",
+    ]
+    if torch.cuda.is_available():
+        lines += [f"gpu {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+    return "\n".join(lines) + "\n"
+
+
+def setup_logger(run_dir: Path | None, verbose: bool = True) -> logging.Logger:
+    """A logger writing to ``run_dir/train.log`` and, when ``verbose``, to the console."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    if run_dir is not None:
+        handler = logging.FileHandler(run_dir / "train.log")
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    if verbose:
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+    return logger
+
+
+def latest_checkpoint(options: Options, name: str = "latest.pth") -> Path | None:
+    """The newest run folder's ``checkpoints/<name>``, if any run of these options saved one."""
+    for run in reversed(list_runs(options)):
+        path = run / "checkpoints" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def prepare_training_run(options: Options) -> tuple[Path, Path | None]:
+    """The run folder to write to and the checkpoint to resume from (``train.resume``).
+
+    ``auto`` continues the newest run of the same name in its own folder when it has a
+    ``latest.pth``; ``none`` always starts a new run; a path resumes from that file in a new run.
+    """
+    resume = options.train.resume
+    if resume == "none":
+        return create_run_dir(options), None
+    if resume == "auto":
+        found = latest_checkpoint(options)
+        if found is None:
+            return create_run_dir(options), None
+        run = found.parent.parent
+        with open(run / "command.txt", "a") as handle:
+            handle.write(shlex.join([sys.executable, *sys.argv]) + "\n")
+        return run, found
+    path = Path(resume)
+    if not path.is_file():
+        raise UserInputError(
+            f"option 'train.resume' is '{resume}', which is no file: use auto, none or a checkpoint path"
+        )
+    return create_run_dir(options), path

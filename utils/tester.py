@@ -1,0 +1,181 @@
+"""Testing a trained checkpoint: per-image indices on every test file, tables, CSV/JSON, images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from data.datasets import FusionH5Dataset
+from utils.checkpoint import load_checkpoint, load_model_weights
+from utils.errors import UserInputError
+from utils.evaluation import Scores, evaluate
+from utils.model_record import build_from_record, check_against_record
+from utils.options import Options, model_kwargs
+from utils.run_dir import latest_checkpoint
+from utils.training_parts import select_device
+
+
+def find_checkpoint(options: Options) -> Path:
+    """``test.checkpoint``: ``best``/``latest`` of the newest run of these options, or a path."""
+    choice = options.test.checkpoint
+    if choice in ("best", "latest"):
+        found = latest_checkpoint(options, f"{choice}.pth")
+        if found is None:
+            raise UserInputError(
+                f"no '{choice}' checkpoint of run '{options.name}' under '{options.log_root}': "
+                "train first (python train.py --option_path ...) or set test.checkpoint to a file"
+            )
+        return found
+    return Path(choice)
+
+
+def load_trained_model(options: Options, path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the checkpoint's model (its stored band counts, ratio and options) and load it."""
+    state = load_checkpoint(path)
+    record = state.get("model_record")
+    if not isinstance(record, dict):
+        raise UserInputError(
+            f"checkpoint '{path}' was not written by train.py (it has no model record): "
+            "load released weights with models.ramsf.load_released_checkpoint instead"
+        )
+    name, _ = model_kwargs(options)
+    if record["name"] != name:
+        raise UserInputError(
+            f"checkpoint '{path}' holds a {record['name']} model but model.name is {name}: "
+            "point test.checkpoint at a checkpoint of this model"
+        )
+    model = build_from_record(record)
+    load_model_weights(model, state, str(path))
+    return model.to(device).eval(), record
+
+
+def format_table(title: str, scores: dict[str, Scores], keys: list[str]) -> str:
+    """A text table: one row per method with mean +- std of each index and the time per image."""
+    header = ["method", *keys, "s/img"]
+    rows = []
+    for method, s in scores.items():
+        mean, std = s.mean(), s.std()
+        cells = [f"{mean[k]:.4f}+-{std[k]:.4f}" for k in keys]
+        seconds = sum(s.seconds) / max(len(s.seconds), 1)
+        rows.append([method, *cells, f"{seconds:.3f}"])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def format_per_image(scores: Scores, keys: list[str]) -> str:
+    """One line per image of one method."""
+    lines = ["image  " + "  ".join(f"{k:>10}" for k in keys)]
+    for i in range(len(scores.values[keys[0]])):
+        lines.append(f"{i:5d}  " + "  ".join(f"{scores.values[k][i]:10.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def save_fused(fused: torch.Tensor, scale: float, folder: Path, stem: str, start: int, fmt: str) -> None:
+    """Write fused images (N x C x H x W, scaled) at digital-number scale, one file per image.
+
+    ``.mat`` and ``.tif`` are bands last (H x W x C) as MATLAB and GIS tools expect; ``.h5`` is
+    bands first (C x H x W) under the key ``fused``, like the public collections.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    images = (fused.double() * scale).cpu().numpy()
+    for offset, image in enumerate(images):
+        path = folder / f"{stem}_{start + offset:03d}.{fmt}"
+        if fmt == "mat":
+            import scipy.io
+
+            scipy.io.savemat(path, {"I_fused": image.transpose(1, 2, 0)})
+        elif fmt == "tif":
+            import tifffile
+
+            tifffile.imwrite(path, image.transpose(1, 2, 0).astype("float32"))
+        else:
+            import h5py
+
+            with h5py.File(path, "w") as handle:
+                handle.create_dataset("fused", data=image)
+
+
+def run_tests(options: Options, log=print) -> dict:
+    """Score the trained model (and the upsampled-input baseline) on every test file."""
+    device = select_device(options.device)
+    path = find_checkpoint(options)
+    model, record = load_trained_model(options, path, device)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    log(f"checkpoint: {path}")
+    results: dict = {"checkpoint": str(path), "files": {}}
+    files = [(f, True) for f in options.data.test_reduced] + [(f, False) for f in options.data.test_full]
+    if not files:
+        raise UserInputError("no test files: set data.test_reduced and/or data.test_full")
+    for file, reduced in files:
+        data = FusionH5Dataset(options.data.resolve(file), options.data.scale, layout=options.data.layout, require_gt=reduced)
+        check_against_record(data, record, file, "test")
+        if not reduced and data.has_gt:
+            log(f"note: '{file}' has gt but is listed under test_full: scored without reference")
+        stem = Path(file).stem
+        saver = None
+        if options.test.save_images is not None:
+            counter = {"n": 0}
+
+            def saver(batch: dict, fused: torch.Tensor, stem=stem, counter=counter) -> None:
+                save_fused(
+                    fused,
+                    options.data.scale,
+                    run_dir / "fused",
+                    stem,
+                    counter["n"],
+                    options.test.save_images,
+                )
+                counter["n"] += fused.shape[0]
+
+        loader = DataLoader(data, batch_size=options.test.batch_size, num_workers=options.data.num_workers)
+        common = dict(
+            device=device,
+            scale=options.data.scale,
+            ratio=record["ratio"],
+            dim_cut=options.test.dim_cut,
+            sensor=options.data.sensor,
+        )
+        scores = {record["name"]: evaluate(model, loader, on_batch=saver, **common)}
+        if options.test.baseline:
+            scores["EXP (input up)"] = evaluate(None, loader, **common)
+        keys = list(scores[record["name"]].values)
+        kind = "reduced resolution" if reduced else "full resolution"
+        log(f"\n{file} ({kind}, {len(data)} images)")
+        log(format_per_image(scores[record["name"]], keys))
+        log(format_table("mean +- std", scores, keys))
+        results["files"][file] = {
+            "resolution": kind,
+            "methods": {
+                m: {"mean": s.mean(), "std": s.std(), "per_image": s.values} for m, s in scores.items()
+            },
+        }
+    write_results(results, run_dir)
+    log(f"\nresults written to {run_dir / 'test_results.json'} and .csv")
+    return results
+
+
+def write_results(results: dict, run_dir: Path) -> None:
+    """``test_results.json`` (everything) and ``test_results.csv`` (one row per file, method, index)."""
+    (run_dir / "test_results.json").write_text(json.dumps(results, indent=1))
+    with open(run_dir / "test_results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "resolution", "method", "index", "mean", "std"])
+        for file, entry in results["files"].items():
+            for method, values in entry["methods"].items():
+                for key, mean in values["mean"].items():
+                    writer.writerow(
+                        [
+                            file,
+                            entry["resolution"],
+                            method,
+                            key,
+                            f"{mean:.6f}",
+                            f"{values['std'][key]:.6f}",
+                        ]
+                    )

@@ -1,0 +1,291 @@
+"""The training loop: one optimizer step per batch, validation, checkpoints, TensorBoard.
+
+Training is counted in global steps (optimizer updates). Epoch ``e`` and its batch ``k`` follow
+from the step, the sampler's permutation depends on ``(seed, e)`` only, augmentation draws come
+from a generator seeded by ``(seed, step)``, and the scheduler steps once per iteration. A run
+stopped after any checkpoint therefore resumes to exactly the weights of an uninterrupted run
+(on the CPU; on GPUs with ``deterministic: true``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data.datasets import FusionH5Dataset, check_compatible, check_min_size
+from utils.checkpoint import load_checkpoint, load_model_weights, save_atomic
+from utils.errors import UserInputError
+from utils.evaluation import Scores, evaluate, fuse, to_device
+from utils.losses import CompositeLoss
+from utils.model_record import build_from_record, model_record
+from utils.options import Options
+from utils.training_parts import (
+    EpochBatchSampler,
+    augment_batch,
+    build_optimizer,
+    build_scheduler,
+    select_device,
+)
+from utils.visualize import comparison_panels, default_rgb_bands
+
+LOWER_IS_BETTER = {"SAM": True, "ERGAS": True, "Q2n": False, "PSNR": False}
+
+
+class TrainingDiverged(UserInputError):
+    """The loss became NaN or Inf and the options say to stop."""
+
+
+class Trainer:
+    """Builds everything from the options and runs :meth:`fit`."""
+
+    def __init__(
+        self, options: Options, run_dir: Path, logger: logging.Logger, rank: int = 0, world: int = 1
+    ):
+        self.options, self.run_dir, self.log = options, run_dir, logger
+        self.rank, self.world = rank, world
+        self.device = select_device(options.device)
+        data = options.data
+        if data.train is None:
+            raise UserInputError("option 'data.train' is required for training: give the training HDF5 file")
+        self.train_set = FusionH5Dataset(
+            data.resolve(data.train), data.scale, layout=data.layout, ratio=data.ratio, require_gt=True
+        )
+        self.record = model_record(options, self.train_set)
+        self.valid_set = None
+        if data.valid is not None:
+            self.valid_set = FusionH5Dataset(
+                data.resolve(data.valid),
+                data.scale,
+                layout=data.layout,
+                ratio=self.train_set.ratio,
+                require_gt=True,
+                max_samples=data.max_valid_samples,
+            )
+            check_compatible(self.train_set, self.valid_set, "validation file")
+        if options.train.patch_size is not None:
+            check_min_size(self.train_set, options.train.patch_size)
+        self.model = build_from_record(self.record).to(self.device)
+        opts = options.train
+        self.sampler = EpochBatchSampler(len(self.train_set), opts.batch_size, options.seed, rank, world)
+        self.steps_per_epoch = self.sampler.batches_per_epoch()
+        by_epochs = opts.epochs is not None
+        self.total_steps = opts.epochs * self.steps_per_epoch if by_epochs else opts.iterations
+        self.loss = CompositeLoss([(t.name, t.weight) for t in opts.loss])
+        self.optimizer = build_optimizer(self.model.parameters(), opts.optimizer)
+        unit = self.steps_per_epoch if by_epochs else 1
+        self.scheduler = build_scheduler(self.optimizer, opts.scheduler, unit, self.total_steps)
+        self.val_every_steps = options.val.every * (
+            self.steps_per_epoch if options.val.unit == "epoch" else 1
+        )
+        self.step = 0
+        self.best = {"value": math.nan, "step": -1}
+        self.history: list[dict] = []
+        self.writer = None
+        if options.tensorboard and rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.bands = options.data.rgb_bands or default_rgb_bands(self.train_set.lr_channels)
+
+    # ----------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best": dict(self.best),
+            "history": list(self.history),
+            "model_record": self.record,
+            "metric": self.options.val.metric,
+        }
+
+    def save(self, name: str) -> None:
+        if self.rank == 0:
+            save_atomic(self.state(), self.checkpoint_dir / name)
+
+    def resume_from(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        load_model_weights(self.model, state, str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.best = dict(state["best"])
+        self.history = list(state.get("history", []))
+        self.log.info(f"resumed from {path} at step {self.step}/{self.total_steps}")
+
+    # ----------------------------------------------------------------- loop
+    def batches_from(self, step: int):
+        """Training batches from global ``step`` on, epoch after epoch."""
+        epoch, start = divmod(step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_position(epoch, start)
+            loader = DataLoader(
+                self.train_set,
+                batch_sampler=self.sampler,
+                num_workers=self.options.data.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
+            )
+            yield from loader
+            epoch, start = epoch + 1, 0
+
+    def train_step(self, batch: dict) -> float | None:
+        """One optimizer update; returns the loss, or None when a non-finite loss was skipped."""
+        self.model.train()
+        generator = torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.step)
+        if self.options.data.augment:
+            batch = augment_batch(batch, generator)
+        batch = to_device(batch, self.device)
+        loss = self.loss(fuse(self.model, batch), batch["gt"])
+        if not torch.isfinite(loss):
+            if self.options.train.nonfinite_loss == "skip":
+                self.log.warning(f"step {self.step + 1}: non-finite loss {float(loss)}, batch skipped")
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            raise TrainingDiverged(
+                f"the loss became {float(loss)} at step {self.step + 1}; the last good checkpoint is "
+                f"kept in {self.checkpoint_dir}: lower train.optimizer.lr, check the data, or set "
+                "train.nonfinite_loss: skip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.options.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.train.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to the configured length (or to step ``stop_after``); returns the last metrics."""
+        end = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
+        self.log.info(
+            f"training {type(self.model).__name__} ({count_parameters(self.model):,} parameters) on "
+            f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
+            f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}"
+        )
+        bar = tqdm(
+            total=end,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=self.rank != 0,
+            dynamic_ncols=True,
+        )
+        batches = self.batches_from(self.step)
+        window: list[float] = []
+        start = time.perf_counter()
+        while self.step < end:
+            value = self.train_step(next(batches))
+            self.scheduler.step()
+            self.step += 1
+            bar.update(1)
+            if value is not None:
+                window.append(value)
+                bar.set_postfix(loss=f"{value:.4g}")
+            if self.step % self.options.train.log_every == 0 and window:
+                self.log_training(sum(window) / len(window))
+                window.clear()
+            validate_now = self.valid_set is not None and (
+                self.step % self.val_every_steps == 0 or self.step == self.total_steps
+            )
+            if validate_now:
+                self.validate()
+            if validate_now or self.step % self.options.train.save_every == 0 or self.step == end:
+                self.save("latest.pth")
+        bar.close()
+        self.log.info(
+            f"stopped at step {self.step}/{self.total_steps} after {time.perf_counter() - start:.1f} s"
+        )
+        if self.step == self.total_steps:
+            self.finish()
+        return self.history[-1] if self.history else {}
+
+    def log_training(self, loss: float) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, self.step)
+            self.writer.add_scalar("train/lr", lr, self.step)
+            for name, part in self.loss.parts.items():
+                self.writer.add_scalar(f"train/loss_{name}", part, self.step)
+        self.log.debug(f"step {self.step} loss {loss:.6g} lr {lr:.3g}")
+
+    def validate(self) -> Scores:
+        kept: list[tuple[dict, torch.Tensor]] = []
+
+        def keep(batch: dict, fused: torch.Tensor) -> None:
+            if len(kept) < self.options.val.images:
+                kept.append(({k: v.cpu() for k, v in batch.items() if torch.is_tensor(v)}, fused.cpu()))
+
+        loader = DataLoader(
+            self.valid_set,
+            batch_size=self.options.train.batch_size,
+            num_workers=self.options.data.num_workers,
+        )
+        scores = evaluate(
+            self.model,
+            loader,
+            self.device,
+            self.options.data.scale,
+            self.train_set.ratio,
+            dim_cut=self.options.val.dim_cut,
+            sensor=self.options.data.sensor,
+            on_batch=keep,
+        )
+        means = scores.mean()
+        metric = self.options.val.metric
+        value = means[metric]
+        sign = 1 if LOWER_IS_BETTER[metric] else -1
+        improved = math.isnan(self.best["value"]) or sign * value < sign * self.best["value"]
+        if improved:
+            self.best = {"value": value, "step": self.step}
+        self.history.append({"step": self.step, **{k: means[k] for k in ("SAM", "ERGAS", "Q2n", "PSNR")}})
+        self.log.info(
+            f"step {self.step}: validation SAM {means['SAM']:.4f} ERGAS {means['ERGAS']:.4f} "
+            f"Q2n {means['Q2n']:.4f} PSNR {means['PSNR']:.2f}" + (" (best)" if improved else "")
+        )
+        if self.writer is not None:
+            for key, mean in means.items():
+                self.writer.add_scalar(f"val/{key}", mean, self.step)
+            self.show(kept)
+        if improved:
+            self.save("best.pth")
+        return scores
+
+    def show(self, kept: list[tuple[dict, torch.Tensor]]) -> None:
+        """Write the kept validation images to TensorBoard as RGB composites and error maps."""
+        if not kept:
+            return
+        batch = {k: torch.cat([b[k] for b, _ in kept])[: self.options.val.images] for k in kept[0][0]}
+        fused = torch.cat([f for _, f in kept])[: self.options.val.images]
+        for name, panel in comparison_panels(batch, fused, self.bands).items():
+            self.writer.add_images(f"val/{name}", panel, self.step)
+
+    def finish(self) -> None:
+        """Log the final metrics as TensorBoard hparams and close the writer."""
+        if self.writer is None:
+            return
+        final = self.history[-1] if self.history else {}
+        hparams = {
+            "model": self.record["name"],
+            "lr": self.options.train.optimizer.lr,
+            "batch_size": self.options.train.batch_size,
+            "steps": self.total_steps,
+        }
+        self.writer.add_hparams(
+            hparams, {f"hparam/{k}": v for k, v in final.items() if k != "step"}, run_name="hparams"
+        )
+        self.writer.close()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
