@@ -131,8 +131,8 @@ def load_scene(args: argparse.Namespace) -> Scene:
     ms = torch.from_numpy(ms_np.astype(np.float64))
     attrs = {"sources_ms": json.dumps([str(p) for p in args.ms]), "sources_pan": "[]"}
     if not args.pan:
-        if args.ratio is None:
-            raise UserInputError("give --ratio when the guide is synthesised (no --pan)")
+        if args.ratio is None or args.ratio < 2:
+            raise UserInputError("give --ratio (2 or more) when the guide is synthesised (no --pan)")
         attrs.update(guide="synthetic", grid="none", grid_offset="[0, 0]", ms_origin="[0, 0]")
         return Scene(ms, None, args.ratio, attrs)
     pan_np, pan_grid = read_bands(args.pan, "PAN")
@@ -326,7 +326,8 @@ def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
         + "; ".join(r.text() for r in train))
     splits = build_splits(scene, protocol, args, (test, train, valid), progress)
     attrs = dict(scene.attrs, ratio=scene.ratio, scale=scale, sensor=protocol.sensor,
-                 gains=json.dumps(protocol.gains), layout=layout,
+                 gains=json.dumps(protocol.gains), layout=layout, guide_weights=json.dumps(
+                     None if protocol.weights is None else protocol.weights.tolist()),
                  scene_size=json.dumps([height, width]), test_region=json.dumps(test),
                  valid_region=json.dumps(valid), train_regions=json.dumps(train),
                  patch=args.patch, stride=args.stride, test_size=args.test_size,

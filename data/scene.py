@@ -147,20 +147,23 @@ def _mat_variable(path: str, name: str | None) -> np.ndarray:
 
 
 def _bands_first(array: np.ndarray, path: str, bands_last: bool) -> np.ndarray:
-    """2-D -> 1 x H x W; 3-D -> C x H x W from the file's axis order, checked for plausibility."""
+    """2-D -> 1 x H x W; 3-D -> C x H x W from the file's axis order.
+
+    A band axis longer than both spatial axes is fine (hyperspectral cubes); a spatial axis
+    shorter than both others means the axis order is wrong.
+    """
     if array.ndim == 2:
         return array[None]
     if array.ndim != 3:
         raise UserInputError(f"{path}: expected a 2-D or 3-D image, got shape {array.shape}")
-    cube = np.moveaxis(array, -1, 0) if bands_last else array
-    if cube.shape[0] > min(cube.shape[1:]):
+    spatial_end = 0 if bands_last else 2
+    if array.shape[spatial_end] < min(n for i, n in enumerate(array.shape) if i != spatial_end):
         order = "H x W x C" if bands_last else "C x H x W"
         raise UserInputError(
-            f"{path}: shape {array.shape} read as {order} gives {cube.shape[0]} bands of "
-            f"{cube.shape[1]}x{cube.shape[2]} pixels; store .npy bands-first (C x H x W) and "
-            ".mat bands-last (H x W x C)"
+            f"{path}: shape {array.shape} read as {order} makes the shortest axis spatial; "
+            "store .npy bands-first (C x H x W) and .mat bands-last (H x W x C)"
         )
-    return cube
+    return np.moveaxis(array, -1, 0) if bands_last else array
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -171,9 +174,15 @@ def read_image(path: str | Path) -> np.ndarray:
         raise UserInputError(f"{path} does not exist: give the path of an image file")
     suffix = Path(path).suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return _bands_first(series.asarray(), path, series.axes.endswith("S"))
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return _bands_first(series.asarray(), path, series.axes.endswith("S"))
+        except tifffile.TiffFileError as exc:
+            raise UserInputError(
+                f"{path} is not a readable TIFF ({exc}): convert it to GeoTIFF, e.g. with "
+                "gdal_translate"
+            ) from None
     if suffix == ".npy":
         return _bands_first(np.load(path), path, bands_last=False)
     if suffix == ".mat":

@@ -20,7 +20,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,26 +60,19 @@ class _Parser(argparse.ArgumentParser):
         raise UserInputError(f"{message} (see python -m metrics --help)")
 
 
-def positive_int(text: str) -> int:
-    """Parse a strictly positive integer option value."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` that accepts integers >= ``minimum`` only."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got '{text}'")
+        return value
 
-def non_negative_int(text: str) -> int:
-    """Parse an integer option value >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
-    return value
+    return parse
 
 
 def positive_float(text: str) -> float:
@@ -136,10 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "data) to get digital numbers; default: the files are already at DN scale",
     )
     index = parser.add_argument_group("indices")
-    index.add_argument("--ratio", type=positive_int, required=True, help="resolution ratio")
+    index.add_argument(
+        "--ratio", type=int_at_least(1), required=True, help="resolution ratio (a positive integer)"
+    )
     index.add_argument(
         "--dim-cut",
-        type=non_negative_int,
+        type=int_at_least(0),
         help=f"border cut of indexes_evaluation.m (reduced resolution; default {DEFAULT_DIM_CUT}, 0: none)",
     )
     index.add_argument(
@@ -182,7 +177,7 @@ def load_inputs(
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
     """Read, check and scale every given input: N x C x H x W float64 tensors at DN scale.
 
-    Also returns, per role, what was read (path, array name, shape as read, scale applied).
+    Also returns, per role, what was read (path, array name, N x C x H x W shape, scale).
     """
     images: dict[str, torch.Tensor] = {}
     sources: dict[str, dict] = {}
@@ -286,6 +281,7 @@ def format_table(summary: dict[str, dict], title: str) -> str:
 
 
 def _finite_or_none(value):
+    """``value`` (nested lists and dicts) with NaN and infinities replaced by None, for JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list):

@@ -41,7 +41,8 @@ _TIF_BANDS_LAST = {2: "hw", 3: "hwc", 4: "nhwc"}
 _TIF_AXES = {"Y": "h", "X": "w", "S": "c"}
 
 
-def _join(names) -> str:
+def _join(names: list[str]) -> str:
+    """Comma-separated names for error messages."""
     return ", ".join(names) if names else "(none)"
 
 
@@ -180,8 +181,8 @@ def read_image(
     """Read one input of the metrics command as an N x C x H x W float64 array.
 
     Returns the array (values as stored, no scaling) and the name of the array read (empty for
-    .npy and .tif). ``role`` (fused, gt, ms, pan, lms) picks the conventional
-    key and names the input in error messages. Bad files raise :class:`UserInputError`.
+    .npy and .tif). ``role`` (fused, gt, ms, pan, lms) picks the conventional key and names the
+    input in error messages. Bad files raise :class:`UserInputError`.
     """
     path = Path(path)
     suffix = path.suffix.lower()

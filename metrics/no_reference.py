@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from data.degrade import mtf_filter
-from data.mtf import sensor_kernel
+from data.mtf import check_int, sensor_kernel
 from data.resize import imresize_matlab, upsample
 from metrics.q2n import q2n
 from metrics.reference import (
@@ -39,16 +39,21 @@ def _block_q_matrix(x: Tensor, block_size: int) -> Tensor:
     blocks -= mean[..., None]
     cov = blocks @ blocks.transpose(-1, -2)
     var = cov.diagonal(dim1=-2, dim2=-1)
-    q = universal_index(mean[..., :, None], mean[..., None, :], var[..., :, None] + var[..., None, :], cov)
+    q = universal_index(
+        cov,
+        mean[..., :, None] * mean[..., None, :],
+        mean[..., :, None] ** 2 + mean[..., None, :] ** 2,
+        var[..., :, None] + var[..., None, :],
+    )
     return q.mean(1)
 
 
-def check_full_resolution(fused: Tensor, ms: Tensor, pan: Tensor | None, ratio: int) -> None:
-    """Check the shapes described in the module docstring (raises UserInputError)."""
+def check_full_resolution(fused: Tensor, ms: Tensor, pan: Tensor | None, ratio: int) -> int:
+    """Check the shapes described in the module docstring (raises UserInputError); returns
+    ``ratio`` as an int."""
     check_image(fused, "fused")
     check_image(ms, "ms")
-    if not isinstance(ratio, int) or ratio < 1:
-        raise UserInputError(f"ratio must be a positive integer (e.g. 4), got {ratio!r}")
+    ratio = check_int(ratio, "ratio", 1)
     n, c, h, w = fused.shape
     if ms.shape != (n, c, h // ratio, w // ratio) or h % ratio or w % ratio:
         raise UserInputError(
@@ -62,6 +67,7 @@ def check_full_resolution(fused: Tensor, ms: Tensor, pan: Tensor | None, ratio: 
                 f"pan must be N x 1 x H x W = {(n, 1, h, w)} for fused {tuple(fused.shape)}, "
                 f"got {tuple(pan.shape)}"
             )
+    return ratio
 
 
 def resolve_ms_up(fused: Tensor, ms: Tensor, ratio: int, ms_up: Tensor | None) -> Tensor:
@@ -112,6 +118,7 @@ def d_s(fused: Tensor, ms_up: Tensor, pan: Tensor, ratio: int, block_size: int =
             f"D_s needs fused and ms_up N x C x H x W and pan N x 1 x H x W, got "
             f"{tuple(fused.shape)}, {tuple(ms_up.shape)} and {tuple(pan.shape)}"
         )
+    ratio = check_int(ratio, "ratio", 1)
     p = pan.to(torch.float64)
     pan_lr = upsample(imresize_matlab(p, 1.0 / ratio), ratio)
     if pan_lr.shape != p.shape:
@@ -134,7 +141,7 @@ def qnr(
     QNR is in [0, 1] for usual images, 1 is best. ``ms`` only serves to build ``ms_up`` when it
     is not given (the toolbox's D_lambda and D_s both use the upsampled MS).
     """
-    check_full_resolution(fused, ms, pan, ratio)
+    ratio = check_full_resolution(fused, ms, pan, ratio)
     up = resolve_ms_up(fused, ms, ratio, ms_up)
     spectral = d_lambda(fused, up, block_size)
     spatial = d_s(fused, up, pan, ratio, block_size)
@@ -154,7 +161,7 @@ def d_lambda_k(
     1 - Q2n(reference MSup, MTF-filtered F) at the PAN scale (no decimation), with the
     sensor's MTF-matched kernels (replicate padding) and block = shift = ``block_size``.
     """
-    check_full_resolution(fused, ms, None, ratio)
+    ratio = check_full_resolution(fused, ms, None, ratio)
     up = resolve_ms_up(fused, ms, ratio, ms_up)
     f = fused.to(torch.float64)
     check_block_multiple(f, block_size, "fused")
@@ -172,7 +179,7 @@ def hqnr(
     block_size: int = 32,
 ) -> dict[str, Tensor]:
     """Hybrid QNR (``HQNR.m``): {'HQNR': (1 - D_lambda_K)(1 - D_s), 'D_lambda_K', 'D_s'}, (N,)."""
-    check_full_resolution(fused, ms, pan, ratio)
+    ratio = check_full_resolution(fused, ms, pan, ratio)
     up = resolve_ms_up(fused, ms, ratio, ms_up)
     spectral = d_lambda_k(fused, ms, ratio, sensor, up, block_size)
     spatial = d_s(fused, up, pan, ratio, block_size)

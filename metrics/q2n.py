@@ -6,9 +6,11 @@ x = (a, b) and y = (c, d) into halves, then
 
     x y = (a c - conj(d) b,  conj(a) conj(d) + c conj(b)),
 
-down to real numbers, where conj negates every component but the first. It is a
-Cayley-Dickson doubling (the second half stored conjugated), so norms are multiplicative up to
-octonions and conj(x y) = conj(y) conj(x) for every 2^n.
+down to real numbers, where conj negates every component but the first. This is a
+Cayley-Dickson product followed by a fixed sign flip of some components (so e_0 e_j = +-e_j:
+e_0 is a unit only up to those signs). The flip is orthogonal and commutes with conj, so the
+properties Q2n needs hold: |x y| = |x| |y| up to octonions, conj(x y) = conj(y) conj(x) and
+x conj(x) = |x|^2.
 
 Q2n (Garzelli & Nencini 2009) follows ``q2n.m`` / ``onions_quality.m`` of the MATLAB toolbox.
 """
@@ -21,7 +23,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from metrics.reference import block_view, check_pair
+from metrics.reference import block_view, check_pair, last_dot
 from utils.errors import UserInputError
 
 UINT16_MAX = 65535.0
@@ -39,10 +41,9 @@ def cd_conjugate(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def cd_multiply(x: Tensor, y: Tensor, dim: int = -1) -> Tensor:
-    """Cayley-Dickson product of hypercomplex numbers stored along ``dim`` (length 2^n).
-
-    Broadcasts like ``x * y`` over the other dimensions; bilinear, not commutative for 2^n >= 4
-    and not associative for 2^n >= 8.
+    """Hypercomplex product (the toolbox's ``onion_mult``) of numbers stored along ``dim``
+    (length 2^n); broadcasts like ``x * y`` over the other dimensions. Bilinear, not
+    commutative for 2^n >= 4; see the module docstring for its algebraic properties.
     """
     size = x.shape[dim]
     if size != y.shape[dim] or size & (size - 1):
@@ -61,6 +62,7 @@ def cd_multiply(x: Tensor, y: Tensor, dim: int = -1) -> Tensor:
 
 @lru_cache(maxsize=8)
 def _structure_constants_cpu(size: int) -> Tensor:
+    """Cached CPU multiplication table of :func:`cd_multiply` (see structure_constants)."""
     eye = torch.eye(size, dtype=torch.float64)
     return cd_multiply(eye[:, None, :], eye[None, :, :]).permute(2, 0, 1).contiguous()
 
@@ -98,45 +100,36 @@ def _padded_size(size: int, block_size: int, shift: int) -> int:
     return padded
 
 
-def _raw_moments(x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
-    """Block sums of N x B x C x P blocks: sum x, sum y, sum x^2, sum y^2 (N x B x C) and the
-    cross sums sum_p x_i y_j (N x B x C x C). Exact for uint16 data and blocks up to 32 x 32."""
-    ones = x.new_ones(x.shape[-1], 1)
-    squares = (x.unsqueeze(-2) @ x.unsqueeze(-1), y.unsqueeze(-2) @ y.unsqueeze(-1))
-    return (
-        (x @ ones)[..., 0],
-        (y @ ones)[..., 0],
-        squares[0][..., 0, 0],
-        squares[1][..., 0, 0],
-        x @ y.transpose(-1, -2),
-    )
-
-
 def _block_quality(ref: Tensor, test: Tensor, size: int) -> Tensor:
     """Hypercomplex Q of every block (``onions_quality.m``): N x B x C x P -> N x B, in [0, 1].
 
-    ``size`` = 2^n >= C: the missing bands are zero bands of both images. Each band of both
-    blocks is normalised with the mean a and std s of the reference band, (v - a) / s + 1, with
-    s = eps when the reference band is flat and no scaling (v + 1) when its mean is 0. Then
-    Q = |4 sigma_xy| |mx| |my| / ((sigma_x^2 + sigma_y^2)(|mx|^2 + |my|^2)) with the
-    hypercomplex covariance sigma_xy = E[(x - mx) conj(y - my)] (N - 1 normalisation); blocks
-    whose bands are all flat in both images get 2 |mx| |my| / (|mx|^2 + |my|^2).
+    ``ref`` and ``test`` hold uint16 values; ``size`` = 2^n >= C, the missing bands being zero
+    bands of both images. Each band of both blocks is normalised with the mean a and std s of
+    the reference band, (v - a) / s + 1, with s = eps when the reference band is flat and no
+    scaling (v + 1) when its mean is 0. Then Q = |4 sigma_xy| |mx| |my| / ((sigma_x^2 +
+    sigma_y^2)(|mx|^2 + |my|^2)) with the hypercomplex covariance sigma_xy = E[(x - mx)
+    conj(y - my)] (N - 1 normalisation); blocks whose bands are all flat in both images get
+    2 |mx| |my| / (|mx|^2 + |my|^2). Statistics come from block sums, exact on integers for
+    blocks up to 32 x 32.
     """
-    pixels = ref.shape[-1]
-    s_x, s_y, s_xx, s_yy, s_xy = _raw_moments(ref, test)
+    pixels, bands = ref.shape[-1], ref.shape[-2]
     norm = pixels * (pixels - 1)
-    var_x, var_y = (pixels * s_xx - s_x**2) / norm, (pixels * s_yy - s_y**2) / norm
+    s_x, s_y = ref.sum(-1), test.sum(-1)
+    var_x = (pixels * last_dot(ref, ref) - s_x**2) / norm
+    var_y = (pixels * last_dot(test, test) - s_y**2) / norm
+    cov = (pixels * (ref @ test.transpose(-1, -2)) - s_x[..., :, None] * s_y[..., None, :]) / norm
     scale = torch.where(s_x == 0, 1.0, torch.where(var_x == 0, EPS, var_x.sqrt()))
-    cov = (pixels * s_xy - s_x[..., :, None] * s_y[..., None, :]) / norm
     cov = cov / (scale[..., :, None] * scale[..., None, :])
     var_sum = ((var_x + var_y) / scale**2).sum(-1)
-    pad = size - ref.shape[-2]
-    mean_y = torch.nn.functional.pad((s_y - s_x) / (pixels * scale) + 1, (0, pad), value=1.0)
-    sign = cd_conjugate(torch.ones(size, dtype=ref.dtype, device=ref.device))
-    constants = structure_constants(size, ref.device)[:, : ref.shape[-2], : ref.shape[-2]]
-    product = torch.einsum("kij,nbij->nbk", constants * sign[: ref.shape[-2]], cov)
-    sq_x, sq_y = float(size), (mean_y**2).sum(-1)
+    # means of the normalised blocks: 1 for every band of ref (and the zero bands of both)
+    mean_test = (s_y - s_x) / (pixels * scale) + 1
+    sq_x = float(size)
+    sq_y = (mean_test**2).sum(-1) + (size - bands)
     mean_bias = 2 * math.sqrt(sq_x) * sq_y.sqrt() / (sq_x + sq_y)
+    # the conjugate of the normalised test block is folded into the table: T[k, i, j] sign_j
+    sign = cd_conjugate(torch.ones(bands, dtype=ref.dtype, device=ref.device))
+    table = structure_constants(size, ref.device)[:, :bands, :bands] * sign
+    product = torch.einsum("kij,nbij->nbk", table, cov)
     flat = var_sum == 0
     general = 2 * product.norm(dim=-1) * mean_bias / torch.where(flat, 1.0, var_sum)
     return torch.where(flat, mean_bias, general)

@@ -62,28 +62,72 @@ def check_block_multiple(x: Tensor, block: int, name: str = "image") -> None:
 
 def block_view(x: Tensor, block: int, shift: int | None = None) -> Tensor:
     """Copy the block x block windows of N x C x H x W taken at stride ``shift`` (default:
-    ``block``, distinct tiles) into an N x B x C x block^2 tensor, windows listed row by row."""
-    n, c = x.shape[:2]
-    step = block if shift is None else shift
-    tiles = x.unfold(2, block, step).unfold(3, block, step)
-    return tiles.permute(0, 2, 3, 1, 4, 5).reshape(n, -1, c, block * block)
+    ``block``, distinct tiles) into a new N x B x C x block^2 tensor, windows row by row.
 
-
-def universal_index(mean_x: Tensor, mean_y: Tensor, var_sum: Tensor, cov_xy: Tensor) -> Tensor:
-    """Universal image quality index Q = 4 cov mx my / ((var_x + var_y)(mx^2 + my^2)).
-
-    Elementwise on broadcastable tensors; ``var_sum`` = var_x + var_y and ``cov_xy`` must use
-    the same normalisation (N or N - 1: it cancels). Range [-1, 1]; no special case for flat
-    windows (0 / 0 gives NaN, as in the toolbox's ``D_lambda.m`` / ``D_s.m``).
+    Always a fresh tensor (never a view of ``x``), so callers may modify it in place.
     """
-    return 4 * cov_xy * mean_x * mean_y / (var_sum * (mean_x**2 + mean_y**2))
+    step = block if shift is None else shift
+    tiles = x.unfold(2, block, step).unfold(3, block, step).permute(0, 2, 3, 1, 4, 5)
+    out = x.new_empty(tiles.shape)
+    out.copy_(tiles)
+    return out.view(x.shape[0], -1, x.shape[1], block * block)
 
 
-def _window_sums(x: Tensor, size: int) -> Tensor:
-    """Sums over every size x size window ('valid' part, stride 1) of ... x H x W via an
-    integral image: ... x (H - size + 1) x (W - size + 1)."""
-    s = F.pad(x, (1, 0, 1, 0)).cumsum(-2).cumsum(-1)
-    return s[..., size:, size:] - s[..., :-size, size:] - s[..., size:, :-size] + s[..., :-size, :-size]
+def universal_index(cov_xy: Tensor, mean_prod: Tensor, mean_sq: Tensor, var_sum: Tensor) -> Tensor:
+    """Universal image quality index Q = 4 cov_xy mx my / ((var_x + var_y)(mx^2 + my^2)).
+
+    Elementwise (the denominator must broadcast to the shape of cov_xy * mean_prod):
+    ``mean_prod`` = mx my, ``mean_sq`` = mx^2 + my^2,
+    ``var_sum`` = var_x + var_y. Moments may be scaled (sums instead of means, N or N - 1
+    normalisation) as long as numerator and denominator scale alike. Range [-1, 1]; no special
+    case for flat windows (0 / 0 gives NaN, as in the toolbox's ``D_lambda.m`` / ``D_s.m``).
+    """
+    return (cov_xy * mean_prod).mul_(4).div_(var_sum * mean_sq)
+
+
+def last_dot(x: Tensor, y: Tensor) -> Tensor:
+    """Dot products along the last dimension, ... x P (twice) -> ..., without materialising
+    the elementwise product."""
+    return (x.unsqueeze(-2) @ y.unsqueeze(-1))[..., 0, 0]
+
+
+def pixel_dot(x: Tensor, y: Tensor) -> Tensor:
+    """Sum over pixels of x * y per image and band: N x C x H x W (twice) -> N x C."""
+    return last_dot(x.flatten(2), y.flatten(2))
+
+
+def _window_sums(table: Tensor, size: int) -> Tensor:
+    """Sums over every size x size window ('valid' part, stride 1) of ... x H x W, given as
+    ``table`` = the image with a leading zero row and column (... x (H + 1) x (W + 1)), which
+    is overwritten by its integral image. Returns ... x (H - size + 1) x (W - size + 1)."""
+    table.cumsum_(-2).cumsum_(-1)
+    sums = table[..., size:, size:] - table[..., :-size, size:]
+    return sums.sub_(table[..., size:, :-size]).add_(table[..., :-size, :-size])
+
+
+def _correlate_valid(x: Tensor, taps: list[float], dim: int) -> Tensor:
+    """Correlate x with 1-D ``taps`` along ``dim``, 'valid' part (length shrinks by
+    len(taps) - 1), as a sum of shifted slices."""
+    length = x.shape[dim] - len(taps) + 1
+    terms = [(k, tap) for k, tap in enumerate(taps) if tap]
+    out = x.narrow(dim, terms[0][0], length) * terms[0][1]
+    for k, tap in terms[1:]:
+        out.add_(x.narrow(dim, k, length), alpha=tap)
+    return out
+
+
+def _moment_maps(f: Tensor, g: Tensor, lead: int = 0) -> Tensor:
+    """Stack f, g, f^2 + g^2 and f g: 4 x N x C x (lead + H) x (lead + W), the inputs of local
+    Q and SSIM, preceded by ``lead`` zero rows and columns."""
+    maps = f.new_empty((4, *f.shape[:2], lead + f.shape[2], lead + f.shape[3]))
+    maps[..., :lead, :].zero_()
+    maps[..., :lead].zero_()
+    body = maps[..., lead:, lead:]
+    body[0].copy_(f)
+    body[1].copy_(g)
+    body[2].copy_(f).mul_(f).addcmul_(g, g)
+    body[3].copy_(f).mul_(g)
+    return maps
 
 
 # --------------------------------------------------------------------------- indices
@@ -96,12 +140,21 @@ def sam(fused: Tensor, gt: Tensor) -> Tensor:
     norm product is non-zero (an image without such pixels gives NaN).
     """
     f, g = check_pair(fused, gt)
-    dot = (f * g).sum(1)
-    norm = ((f * f).sum(1) * (g * g).sum(1)).sqrt()
+    dot, norm_f, norm_g = f.new_zeros((3, f.shape[0], *f.shape[2:]))
+    for band in range(f.shape[1]):
+        dot.addcmul_(f[:, band], g[:, band])
+        norm_f.addcmul_(f[:, band], f[:, band])
+        norm_g.addcmul_(g[:, band], g[:, band])
+    norm = norm_f.mul_(norm_g).sqrt_()
     valid = norm != 0
-    cosine = torch.where(valid, dot / torch.where(valid, norm, 1.0), 1.0).clamp(-1.0, 1.0)
-    angle = torch.where(valid, torch.acos(cosine), 0.0)
+    angle = dot.div_(norm.masked_fill_(~valid, 1.0)).clamp_(-1.0, 1.0).acos_().masked_fill_(~valid, 0.0)
     return angle.sum((1, 2)) / valid.sum((1, 2)) * (180.0 / math.pi)
+
+
+def _band_mse(f: Tensor, g: Tensor) -> Tensor:
+    """Mean squared error of every band: N x C."""
+    diff = f - g
+    return pixel_dot(diff, diff) / (f.shape[-1] * f.shape[-2])
 
 
 def ergas(fused: Tensor, gt: Tensor, ratio: float) -> Tensor:
@@ -113,8 +166,7 @@ def ergas(fused: Tensor, gt: Tensor, ratio: float) -> Tensor:
     f, g = check_pair(fused, gt)
     if not ratio > 0:
         raise UserInputError(f"ERGAS ratio must be positive (e.g. 4), got {ratio}")
-    mse = ((f - g) ** 2).mean((2, 3))
-    return (100.0 / ratio) * (mse / g.mean((2, 3)) ** 2).mean(1).sqrt()
+    return (100.0 / ratio) * (_band_mse(f, g) / g.mean((2, 3)) ** 2).mean(1).sqrt()
 
 
 def _peak(g: Tensor, data_range: float | Tensor | None) -> Tensor:
@@ -135,9 +187,7 @@ def psnr(fused: Tensor, gt: Tensor, data_range: float | None = None) -> Tensor:
     pansharpening papers do. Identical images give +inf.
     """
     f, g = check_pair(fused, gt)
-    peak = _peak(g, data_range)
-    mse = ((f - g) ** 2).mean((1, 2, 3))
-    return 10.0 * torch.log10(peak**2 / mse)
+    return 10.0 * torch.log10(_peak(g, data_range) ** 2 / _band_mse(f, g).mean(1))
 
 
 def cc(fused: Tensor, gt: Tensor) -> Tensor:
@@ -146,16 +196,15 @@ def cc(fused: Tensor, gt: Tensor) -> Tensor:
     f, g = check_pair(fused, gt)
     fc = f - f.mean((2, 3), keepdim=True)
     gc = g - g.mean((2, 3), keepdim=True)
-    corr = (fc * gc).sum((2, 3)) / ((fc * fc).sum((2, 3)) * (gc * gc).sum((2, 3))).sqrt()
-    return corr.mean(1)
+    return (pixel_dot(fc, gc) / (pixel_dot(fc, fc) * pixel_dot(gc, gc)).sqrt()).mean(1)
 
 
-def _gaussian_window(size: int, sigma: float, like: Tensor) -> Tensor:
+def _gaussian_window(size: int, sigma: float) -> list[float]:
     """Normalised 1-D Gaussian of ``size`` taps (MATLAB ``fspecial('gaussian')`` is its outer
     product with itself)."""
-    t = torch.arange(size, dtype=torch.float64, device=like.device) - (size - 1) / 2
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     w = torch.exp(-(t**2) / (2 * sigma**2))
-    return w / w.sum()
+    return (w / w.sum()).tolist()
 
 
 def ssim(
@@ -168,29 +217,35 @@ def ssim(
     (a float or a per-image tensor of shape (N,), e.g. 2047 for 11-bit data). Range [-1, 1].
     """
     f, g = check_pair(fused, gt)
-    n, c, h, w = f.shape
-    if h < window or w < window:
-        raise UserInputError(f"SSIM needs images of at least {window} x {window} pixels, got {h} x {w}")
-    peak = _peak(g, data_range).view(n, 1, 1, 1)
-    taps = _gaussian_window(window, sigma, f)
-    stack = torch.stack([f, g, f * f, g * g, f * g], 2).reshape(n * c * 5, 1, h, w)
-    blurred = F.conv2d(F.conv2d(stack, taps.view(1, 1, window, 1)), taps.view(1, 1, 1, window))
-    mf, mg, ff, gg, fg = blurred.reshape(n, c, 5, h - window + 1, w - window + 1).unbind(2)
+    if min(f.shape[-2:]) < window:
+        raise UserInputError(
+            f"SSIM needs images of at least {window} x {window} pixels, got {tuple(f.shape[-2:])}"
+        )
+    peak = _peak(g, data_range).view(-1, 1, 1, 1)
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
-    numerator = (2 * mf * mg + c1) * (2 * (fg - mf * mg) + c2)
-    denominator = (mf**2 + mg**2 + c1) * ((ff - mf**2) + (gg - mg**2) + c2)
-    return (numerator / denominator).mean((1, 2, 3))
+    taps = _gaussian_window(window, sigma)
+    blurred = _correlate_valid(_correlate_valid(_moment_maps(f, g), taps, -2), taps, -1)
+    mf, mg, sq, fg = blurred.unbind(0)
+    numerator = mf * mg
+    mean_sq = mf.pow_(2).addcmul_(mg, mg)
+    fg.sub_(numerator).mul_(2).add_(c2)
+    numerator.mul_(2).add_(c1).mul_(fg)
+    denominator = sq.sub_(mean_sq).add_(c2).mul_(mean_sq.add_(c1))
+    return numerator.div_(denominator).mean((1, 2, 3))
 
 
 def _sobel_magnitude(x: Tensor) -> Tensor:
     """Sobel gradient magnitude of every band of the interior crop x[..., 1:-1, 1:-1]
-    (MATLAB ``imfilter`` with zero padding, 'same' size): N x C x (H - 2) x (W - 2)."""
-    n, c, h, w = x.shape
-    kernel = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=x.dtype)
-    kernels = torch.stack([kernel, kernel.T])[:, None].to(x.device)
-    inner = x[..., 1:-1, 1:-1].reshape(n * c, 1, h - 2, w - 2)
-    grad = F.conv2d(inner, kernels, padding=1)
-    return grad.pow(2).sum(1).sqrt().reshape(n, c, h - 2, w - 2)
+    (MATLAB ``imfilter`` with zero padding, 'same' size): N x C x (H - 2) x (W - 2).
+
+    fspecial('sobel') = [1, 0, -1]^T [1, 2, 1] is separable; its transpose gives the other
+    direction (the sign of a correlation versus a convolution does not change the magnitude).
+    """
+    inner = F.pad(x[..., 1:-1, 1:-1], (1, 1, 1, 1))
+    smooth, diff = [1.0, 2.0, 1.0], [1.0, 0.0, -1.0]
+    grad_y = _correlate_valid(_correlate_valid(inner, diff, -2), smooth, -1)
+    grad_x = _correlate_valid(_correlate_valid(inner, smooth, -2), diff, -1)
+    return grad_y.pow_(2).add_(grad_x.pow_(2)).sqrt_()
 
 
 def scc(fused: Tensor, gt: Tensor) -> Tensor:
@@ -201,10 +256,11 @@ def scc(fused: Tensor, gt: Tensor) -> Tensor:
     sum(Gf Gg) / sqrt(sum(Gf^2) sum(Gg^2)). Symmetric in its arguments.
     """
     f, g = check_pair(fused, gt)
-    if f.shape[-1] < 3 or f.shape[-2] < 3:
+    if min(f.shape[-2:]) < 3:
         raise UserInputError(f"SCC needs images of at least 3 x 3 pixels, got {tuple(f.shape[-2:])}")
     gf, gg = _sobel_magnitude(f), _sobel_magnitude(g)
-    return (gf * gg).sum((1, 2, 3)) / ((gf * gf).sum((1, 2, 3)) * (gg * gg).sum((1, 2, 3))).sqrt()
+    cross, norm_f, norm_g = (pixel_dot(a, b).sum(1) for a, b in ((gf, gg), (gf, gf), (gg, gg)))
+    return cross / (norm_f * norm_g).sqrt()
 
 
 def q_avg(fused: Tensor, gt: Tensor, block_size: int = 32) -> Tensor:
@@ -218,14 +274,16 @@ def q_avg(fused: Tensor, gt: Tensor, block_size: int = 32) -> Tensor:
     f, g = check_pair(fused, gt)
     if block_size < 2:
         raise UserInputError(f"block_size must be at least 2, got {block_size}")
-    n = float(block_size * block_size)
     if min(f.shape[-2:]) < block_size:
         return torch.full((f.shape[0],), float("nan"), dtype=torch.float64, device=f.device)
-    sums = _window_sums(torch.stack([f, g, f * f, g * g, f * g]), block_size)
-    s_f, s_g, s_ff, s_gg, s_fg = sums
-    mean_sq = s_f * s_f + s_g * s_g
-    var_sum = n * (s_ff + s_gg) - mean_sq
-    general = universal_index(s_f, s_g, var_sum, n * s_fg - s_f * s_g)
-    flat = torch.where(mean_sq != 0, 2 * s_f * s_g / torch.where(mean_sq != 0, mean_sq, 1.0), 1.0)
-    quality = torch.where(var_sum * mean_sq != 0, general, torch.where(var_sum == 0, flat, 1.0))
+    n = float(block_size * block_size)
+    s_f, s_g, s_sq, s_fg = _window_sums(_moment_maps(f, g, lead=1), block_size).unbind(0)
+    prod = s_f * s_g
+    mean_sq = s_f.pow_(2).addcmul_(s_g, s_g)
+    var_sum = s_sq.mul_(n).sub_(mean_sq)
+    quality = universal_index(s_fg.mul_(n).sub_(prod), prod, mean_sq, var_sum)
+    undefined = (var_sum == 0) | (mean_sq == 0)
+    if bool(undefined.any()):
+        flat = (var_sum == 0) & (mean_sq != 0)
+        quality[undefined] = torch.where(flat, 2 * prod / mean_sq, 1.0)[undefined]
     return quality.mean((2, 3)).mean(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from data.mtf import check_int
 from metrics.no_reference import (
     check_full_resolution,
     d_lambda,
@@ -43,8 +44,7 @@ def cut_border(x: Tensor, dim_cut: int) -> Tensor:
     MATLAB's ``I(dim_cut:end-dim_cut, ...)``: dim_cut - 1 rows/columns removed at the start and
     dim_cut at the end (20 and 21 for the usual 21). ``dim_cut = 0`` keeps the image whole.
     """
-    if not isinstance(dim_cut, int) or dim_cut < 0:
-        raise UserInputError(f"dim_cut must be a non-negative integer (21 in the toolbox), got {dim_cut!r}")
+    dim_cut = check_int(dim_cut, "dim_cut (21 in the toolbox, 0 for no cut)", 0)
     if dim_cut == 0:
         return x
     h, w = x.shape[-2:]
@@ -67,7 +67,7 @@ def reduced_resolution_report(
     to uint16).
     """
     f, g = check_pair(fused, gt)
-    f, g = cut_border(f, dim_cut), cut_border(g, dim_cut)
+    f, g = cut_border(f, dim_cut).contiguous(), cut_border(g, dim_cut).contiguous()
     peak = g.amax((1, 2, 3)) if data_range is None else data_range
     return {
         "SAM": sam(f, g),
@@ -95,7 +95,7 @@ def full_resolution_report(
     N x C x H x W; ``sensor`` picks the MTF kernels of D_lambda_K (see data.mtf.SENSOR_GAINS).
     D_s is shared by QNR and HQNR, as in the toolbox.
     """
-    check_full_resolution(fused, ms, pan, ratio)
+    ratio = check_full_resolution(fused, ms, pan, ratio)
     up = resolve_ms_up(fused, ms, ratio, ms_up)
     f = fused.to(torch.float64)
     spectral = d_lambda(f, up)

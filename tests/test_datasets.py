@@ -28,8 +28,8 @@ DATA = Path(__file__).parent / "data"
 FIXTURES = {
     "wv3": ("pancollection/train_wv3_tiny.h5", 2047, "pancollection", 4, (8, 4, 4), 1, (16, 16),
             4, True),
-    "wv3_full": ("pancollection/test_wv3_OrigScale_tiny.h5", 2047, "pancollection", 2, (8, 6, 6),
-                 1, (24, 24), 4, False),
+    "wv3_full": ("pancollection/test_wv3_OrigScale_tiny.h5", 2047, "pancollection", 2, (8, 8, 8),
+                 1, (32, 32), 4, False),
     "pavia": ("hyperpan/train_pavia_tiny.h5", 4095, "hyperpan", 3, (12, 4, 4), 1, (16, 16), 4,
               True),
     "cave": ("hyperspectral/train_cave_x8_tiny.h5", 1.0, "hyperspectral", 2, (31, 4, 4), 3,

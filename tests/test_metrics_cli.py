@@ -18,9 +18,11 @@ import scipy.io
 import tifffile
 import torch
 
+from data.resize import upsample
 from metrics import FULL_KEYS, REDUCED_KEYS, full_resolution_report, reduced_resolution_report
 from metrics.cli import main, scale_warning
 from metrics.io import tif_layout, to_nchw
+from tests.conftest import load_golden
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -238,6 +240,54 @@ def test_bad_input_end_to_end(runs):
     assert "Traceback" not in done.stderr and ".png" in done.stderr
 
 
+GOLDEN_REDUCED = {
+    "SAM": "cut_SAM",
+    "ERGAS": "cut_ERGAS",
+    "Q2n": "cut_q2n",
+    "Q_avg": "cut_Q",
+    "SCC": "cut_SCC",
+}
+
+
+def _relative_errors(result: dict, golden: dict, names: dict[str, str]) -> dict[str, float]:
+    indices = result["indices"]
+    return {
+        key: abs(indices[key]["per_image"][0] - golden[name]) / abs(golden[name])
+        for key, name in names.items()
+    }
+
+
+def test_golden_reduced_values_through_the_cli(tmp_path, golden_values):
+    """The toolbox's indexes_evaluation(F, GT, 4, 11, 32, 1, 21, 0), F from a MATLAB-layout .mat."""
+    data = load_golden("r1_8band_128")
+    scipy.io.savemat(tmp_path / "F.mat", {"F": data["in_F"].transpose(1, 2, 0)})
+    with h5py.File(tmp_path / "GT.h5", "w") as handle:
+        handle["GT"] = data["in_GT"]
+    done = _in_process(
+        ["--fused", str(tmp_path / "F.mat"), "--gt", str(tmp_path / "GT.h5"), "--ratio", "4", "--json"]
+    )
+    assert done.returncode == 0, done.stderr
+    errors = _relative_errors(json.loads(done.stdout), golden_values["r1_8band_128"], GOLDEN_REDUCED)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_golden_full_resolution_values_through_the_cli(tmp_path, golden_values):
+    """QNR.m and HQNR.m on the Landsat-8 crop (ratio 2, sensor 'none'), Brovey-fused, with the
+    MS as a planar GeoTIFF-style .tif and the PAN as a single-band .tif."""
+    data = load_golden("landsat8_crop")
+    ms, pan = _tensor(data["in_MS"])[None], _tensor(data["in_PAN"])[None, None]
+    ms_up = upsample(ms, 2)
+    np.save(tmp_path / "F.npy", (ms_up * (pan / ms_up.mean(1, keepdim=True))).numpy())
+    tifffile.imwrite(tmp_path / "MS.tif", data["in_MS"], photometric="minisblack", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "PAN.tif", data["in_PAN"])
+    argv = ["--fused", str(tmp_path / "F.npy"), "--ms", str(tmp_path / "MS.tif")]
+    done = _in_process([*argv, "--pan", str(tmp_path / "PAN.tif"), "--ratio", "2", "--json"])
+    assert done.returncode == 0, done.stderr
+    names = {key: key for key in FULL_KEYS}
+    errors = _relative_errors(json.loads(done.stdout), golden_values["landsat8_crop"], names)
+    assert max(errors.values()) < 1e-6, errors
+
+
 @pytest.mark.parametrize("layout", ["chw", "hwc", "whc", "nchw", "hwcn", "nhwc", "hw", "nhw"])
 def test_to_nchw_undoes_any_layout(layout):
     full = np.arange(2 * 3 * 5 * 7, dtype=np.float64).reshape(2, 3, 5, 7)
@@ -309,8 +359,8 @@ BAD = {
     "neither": ([], "give --gt"),
     "no_fused": (["--gt", "@gt", "--fused", "--ratio"], "expected one argument"),
     "pan_only": (["--pan", "@pan"], "both --ms and --pan"),
-    "ratio_zero": (["--gt", "@gt", "--ratio", "0"], "positive integer"),
-    "ratio_float": (["--gt", "@gt", "--ratio", "2.5"], "positive integer"),
+    "ratio_zero": (["--gt", "@gt", "--ratio", "0"], "integer >= 1"),
+    "ratio_float": (["--gt", "@gt", "--ratio", "2.5"], "integer >= 1"),
     "ratio_full": (["--ms", "@ms", "--pan", "@pan", "--ratio", "2"], "--ratio 2 needs 32 x 32"),
     "pan_bands": (["--ms", "@ms", "--pan", "@pan2"], "PAN image has one band"),
     "sensor": (["--ms", "@ms", "--pan", "@pan", "--sensor", "WV9"], "unknown sensor"),

@@ -130,6 +130,11 @@ def test_image_formats_agree(tmp_path):
     np.save(tmp_path / "last.npy", cube.transpose(1, 2, 0))
     with pytest.raises(UserInputError, match="bands-first"):
         read_image(tmp_path / "last.npy")
+    np.save(tmp_path / "hyper.npy", np.zeros((31, 8, 8)))
+    assert read_image(tmp_path / "hyper.npy").shape == (31, 8, 8)
+    (tmp_path / "fake.tif").write_bytes(b"not a tiff")
+    with pytest.raises(UserInputError, match="not a readable TIFF"):
+        read_image(tmp_path / "fake.tif")
 
 
 def _write_scene(folder: Path, h: int = 40, w: int = 48, pan_size: tuple | None = None) -> None:

@@ -109,11 +109,13 @@ def run_tests(options: Options, log=print) -> dict:
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     log(f"checkpoint: {path}")
     results: dict = {"checkpoint": str(path), "files": {}}
-    files = [(f, True) for f in options.data.test_reduced] + [(f, False) for f in options.data.test_full]
+    resolve = options.data.resolve
+    files = [(resolve(f), True) for f in options.data.test_reduced]
+    files += [(resolve(f), False) for f in options.data.test_full]
     if not files:
         raise UserInputError("no test files: set data.test_reduced and/or data.test_full")
     for file, reduced in files:
-        data = FusionH5Dataset(options.data.resolve(file), options.data.scale, layout=options.data.layout, require_gt=reduced)
+        data = FusionH5Dataset(file, options.data.scale, layout=options.data.layout, require_gt=reduced)
         check_against_record(data, record, file, "test")
         if not reduced and data.has_gt:
             log(f"note: '{file}' has gt but is listed under test_full: scored without reference")

@@ -6,7 +6,7 @@ Arrays are N x C x H x W float64 at digital-number scale, under the public keys:
 | file | keys | N | bands | H x W (low-res) | ratio | values |
 |---|---|---|---|---|---|---|
 | pancollection/train_wv3_tiny.h5 | gt, ms, lms, pan | 4 | 8 | 16x16 (4x4) | 4 | 0..2047 |
-| pancollection/test_wv3_OrigScale_tiny.h5 | ms, lms, pan | 2 | 8 | 24x24 (6x6) | 4 | 0..2047 |
+| pancollection/test_wv3_OrigScale_tiny.h5 | ms, lms, pan | 2 | 8 | 32x32 (8x8) | 4 | 0..2047 |
 | hyperpan/train_pavia_tiny.h5 | GT, MS, LMS, PAN | 3 | 12 | 16x16 (4x4) | 4 | 0..4095 |
 | hyperspectral/train_cave_x8_tiny.h5 | GT, LRHSI, HSI_up, RGB | 2 | 31 | 32x32 (4x4) | 8 | 0..1 |
 
@@ -94,7 +94,7 @@ def main() -> None:
     write(ROOT / "pancollection" / "train_wv3_tiny.h5",
           pancollection(np.random.default_rng(1), 4, 16, with_gt=True))
     write(ROOT / "pancollection" / "test_wv3_OrigScale_tiny.h5",
-          pancollection(np.random.default_rng(2), 2, 24, with_gt=False))
+          pancollection(np.random.default_rng(2), 2, 32, with_gt=False))
     write(ROOT / "hyperpan" / "train_pavia_tiny.h5", hyperpan(np.random.default_rng(3)))
     write(ROOT / "hyperspectral" / "train_cave_x8_tiny.h5", hyperspectral(np.random.default_rng(4)),
           compress=True)

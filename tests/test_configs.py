@@ -1,0 +1,75 @@
+"""Every shipped option file is valid, and each trains and tests end to end on a tiny fixture
+of its layout (the public files are too large to ship; the fixtures have their exact format)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from data.datasets import FusionH5Dataset
+from utils.options import load_options
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "data"
+PRESETS = sorted((ROOT / "options").glob("*.yml"))
+NARROW = ["model.width=8", "model.guide_width=8", "model.mlp_hidden=[8,8]", "model.stage1_width=4"]
+FIXTURE_OF_LAYOUT = {
+    "pancollection": ("pancollection/train_wv3_tiny.h5", "pancollection/test_wv3_OrigScale_tiny.h5"),
+    "hyperpan": ("hyperpan/train_pavia_tiny.h5", None),
+    "hyperspectral": ("hyperspectral/train_cave_x8_tiny.h5", None),
+}
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"ramsf_script_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_presets_cover_the_public_datasets():
+    names = {p.stem for p in PRESETS}
+    assert {"wv3", "qb", "gf2", "wv2", "wdc", "pavia", "botswana"} <= names
+    assert {"cave_x4", "cave_x8", "harvard_x4", "harvard_x8"} <= names
+
+
+@pytest.mark.parametrize("path", [*PRESETS, ROOT / "option.yml"], ids=lambda p: p.name)
+def test_option_file_is_valid(path):
+    options = load_options(path)
+    assert options.model["name"] == "RAMSF"
+    if path.parent.name == "options":  # the paper's recipe
+        assert options.train.optimizer.lr == pytest.approx(3e-4) and options.train.batch_size == 32
+        assert options.train.epochs == 600 and options.train.loss[0].name == "L1"
+        assert options.train.scheduler.name == "MultiStepLR"
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_preset_trains_and_tests_on_its_layout(path, tmp_path):
+    layout = load_options(path).data.layout
+    train_file, full_file = FIXTURE_OF_LAYOUT[layout]
+    scale = 1.0 if layout == "hyperspectral" else (4095 if layout == "hyperpan" else 2047)
+    overrides = [
+        f"log_root={tmp_path}",
+        f"data.root={FIXTURES}",
+        f"data.train={train_file}",
+        f"data.valid={train_file}",
+        f"data.test_reduced=[{train_file}]",
+        f"data.test_full=[{full_file}]" if full_file else "data.test_full=[]",
+        f"data.scale={scale}",
+        "data.num_workers=0",
+        "data.sensor=none",  # the fixture has 8 bands whatever the preset's sensor
+        "train.epochs=1",
+        "train.batch_size=2",
+        "test.dim_cut=0",
+        *NARROW,
+    ]
+    argv = ["--option_path", str(path), *[a for o in overrides for a in ("--set", o)]]
+    metrics = load_script("train").main(argv)
+    samples = len(FusionH5Dataset(str(FIXTURES / train_file), scale))
+    assert metrics["step"] == math.ceil(samples / 2)  # one epoch at batch 2
+    results = load_script("test").main(argv)
+    scored = results["files"][str(FIXTURES / train_file)]["methods"]["RAMSF"]["mean"]
+    assert 0 <= scored["SAM"] < 90 and scored["ERGAS"] > 0
