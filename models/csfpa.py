@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ def axis_neighbours(
     return index, valid, query, centre
 
 
+@lru_cache(maxsize=32)
 def neighbour_tables(
     in_size: tuple[int, int],
     out_size: tuple[int, int],
@@ -58,7 +60,8 @@ def neighbour_tables(
 
     Returns index (4 x H*W, long, into the h*w input cells), valid (4 x H*W, bool) and the relative
     coordinate (4 x H*W x 2, ``dtype``): (query - cell centre) * (h, w), where an invalid cell's
-    centre reads (0, 0) as in the reference.
+    centre reads (0, 0) as in the reference. Cached per sizes, border, dtype and device: the
+    tables are shared, never modify them.
     """
     (h, w), (out_h, out_w) = in_size, out_size
     row_index, row_valid, row_query, row_centre = axis_neighbours(out_h, h, border, device)
@@ -81,20 +84,37 @@ def neighbour_tables(
 
 
 def implicit_query(
-    feat: Tensor, guide: Tensor, mlp: nn.Module, border: str = "zero", chunk: int = 16384
+    feat: Tensor,
+    guide: Tensor,
+    mlp: nn.Sequential,
+    border: str = "zero",
+    chunk: int = 16384,
+    factored: bool = True,
 ) -> Tensor:
     """Local implicit upsampling of ``feat`` to the grid of ``guide``.
 
-    feat: N x c x h x w, guide: N x g x H x W, mlp: (c + g + 2) -> (c_out + 1) features.
-    chunk: query pixels (over the whole batch) per MLP call; each call runs 4 * chunk rows.
-    Returns N x c_out x H x W: the softmax(last output)-weighted sum of the four predictions.
+    feat: N x c x h x w, guide: N x g x H x W, mlp: (c + g + 2) -> (c_out + 1) features, its first
+    module a Linear layer. chunk: query pixels (over the whole batch) per MLP call; each call runs
+    4 * chunk rows. Returns N x c_out x H x W: the softmax(last output)-weighted sum of the four
+    predictions.
+
+    ``factored=False`` is the plain formulation (the test oracle): concatenate [cell feature,
+    guide feature, relative coordinate] for each of the four neighbours and run the MLP.
+    ``factored=True`` computes the same function faster: the first layer is linear in its input,
+    so its cell term is computed once per low-resolution cell, its guide term (and bias) once
+    per query pixel instead of four times, and only the coordinate term per neighbour.
     """
     n, c, h, w = feat.shape
     out_h, out_w = guide.shape[-2:]
     index, valid, rel = neighbour_tables((h, w), (out_h, out_w), border, feat.dtype, feat.device)
     cells = feat.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    cells = torch.cat((cells, cells.new_zeros(1, c)))
     guides = guide.permute(0, 2, 3, 1).reshape(n * out_h * out_w, guide.shape[1])
+    first, rest = mlp[0], mlp[1:]
+    if factored:
+        w_cell, w_guide, w_rel = first.weight.split([c, guide.shape[1], 2], dim=1)
+        cells = cells @ w_cell.T
+        guides = torch.addmm(first.bias, guides, w_guide.T)
+    cells = torch.cat((cells, cells.new_zeros(1, cells.shape[1])))  # the row invalid cells read
     pixels = out_h * out_w
     outputs = []
     for start in range(0, n * pixels, chunk):
@@ -102,9 +122,12 @@ def implicit_query(
         query = torch.arange(start, stop, device=feat.device)
         image, pixel = torch.div(query, pixels, rounding_mode="floor"), query % pixels
         gather = torch.where(valid[:, pixel], image * (h * w) + index[:, pixel], n * h * w)
-        here = guides[start:stop].expand(4, -1, -1)
-        inputs = torch.cat((cells[gather], here, rel[:, pixel]), dim=-1)
-        preds = mlp(inputs)
+        if factored:
+            hidden = cells[gather] + guides[start:stop] + rel[:, pixel] @ w_rel.T
+        else:
+            here = guides[start:stop].expand(4, -1, -1)
+            hidden = first(torch.cat((cells[gather], here, rel[:, pixel]), dim=-1))
+        preds = rest(hidden)
         weights = torch.softmax(preds[..., -1:], dim=0)
         outputs.append((preds[..., :-1] * weights).sum(dim=0))
     fused = torch.cat(outputs)
@@ -134,14 +157,16 @@ class QueryStage(nn.Module):
         hidden: Sequence[int],
         border: str,
         chunk: int,
+        factored: bool = True,
     ):
         super().__init__()
         self.mlp = make_mlp(in_channels + guide_width + 2, hidden, out_channels + 1)
         self.border = border
         self.chunk = chunk
+        self.factored = factored
 
     def forward(self, feat: Tensor, guide: Tensor) -> Tensor:
-        return implicit_query(feat, guide, self.mlp, self.border, self.chunk)
+        return implicit_query(feat, guide, self.mlp, self.border, self.chunk, self.factored)
 
 
 class CSFPA(nn.Module):
@@ -162,6 +187,7 @@ class CSFPA(nn.Module):
         stages: int,
         border: str,
         chunk: int,
+        factored: bool = True,
     ):
         super().__init__()
         self.detail_encoder = ConvPReLU(width // 4, guide_width)
@@ -174,6 +200,7 @@ class CSFPA(nn.Module):
                 hidden,
                 border,
                 chunk,
+                factored,
             )
             for k in range(stages)
         )

@@ -112,7 +112,9 @@ class RAMSF(nn.Module):
     detail map fed to the MLPs; mlp_hidden: hidden sizes of each stage's MLP; stage1_width:
     channels between stages; ll_fusion: learned fusion of both LL bands instead of the guide's
     alone; border: 'zero' (released) or 'clamp' (LIIF); query_chunk: query pixels per MLP call
-    (bounds memory); stages: number of implicit stages (default 1 for ratio 2, else 2).
+    (bounds memory); stages: number of implicit stages (default 1 for ratio 2, else 2);
+    factored_query: the fast, equivalent formulation of the query MLP's first layer (False runs
+    the plain per-neighbour concatenation, kept as the test oracle).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class RAMSF(nn.Module):
         border: str = "zero",
         query_chunk: int = 16384,
         stages: int | None = None,
+        factored_query: bool = True,
     ):
         super().__init__()
         ratio = integer_ratio(ratio)
@@ -145,6 +148,7 @@ class RAMSF(nn.Module):
             stages,
             border,
             query_chunk,
+            factored_query,
         )
 
     def forward(self, lr: Tensor, up: Tensor, guide: Tensor) -> Tensor:

@@ -129,6 +129,23 @@ def test_chunked_query_equals_unchunked_and_follows_dtype():
     assert (fused64 - whole(*inputs)).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("ratio, border", [(2, "zero"), (4, "zero"), (3, "clamp"), (8, "zero")])
+def test_factored_query_equals_the_plain_oracle(ratio, border):
+    """The fast first-layer factorisation computes the plain per-neighbour MLP's function."""
+    fast = MODELS.build("RAMSF", lr_channels=6, guide_channels=1, ratio=ratio, border=border)
+    plain = MODELS.build(
+        "RAMSF", lr_channels=6, guide_channels=1, ratio=ratio, border=border, factored_query=False
+    )
+    plain.load_state_dict(fast.state_dict())
+    inputs = fusion_inputs(6, 1, ratio, 24, 24, batch=1)
+    with torch.no_grad():
+        assert (fast(*inputs) - plain(*inputs)).abs().max() < 1e-5
+    fast(*inputs).square().mean().backward()
+    plain(*inputs).square().mean().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
+
+
 def test_clamp_border_differs_only_near_borders():
     zero = small_model("RAMSF", 4, 1, 4, border="zero")
     clamp = small_model("RAMSF", 4, 1, 4, border="clamp")

@@ -34,7 +34,9 @@ def test_defaults_and_types(tmp_path):
 
 def test_unknown_key_suggests_the_closest(tmp_path):
     tree = {**BASE, "train": {"iterations": 10, "bacth_size": 8}}
-    with pytest.raises(UserInputError, match=r"unknown option 'train.bacth_size' \(did you mean 'batch_size'\?\)"):
+    with pytest.raises(
+        UserInputError, match=r"unknown option 'train.bacth_size' \(did you mean 'batch_size'\?\)"
+    ):
         load_options(write(tmp_path, tree))
 
 

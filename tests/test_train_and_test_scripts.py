@@ -133,3 +133,54 @@ def test_unknown_option_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "unknown option 'train.batchsize'" in proc.stderr and "batch_size" in proc.stderr
+
+
+def test_fused_images_are_saved(tmp_path):
+    import h5py
+
+    path = options_file(tmp_path, "saved", iterations=2)
+    train_script.main(["--option_path", path])
+    test_script.main(["--option_path", path, "--set", "test.save_images=h5", "--set", "test.baseline=false"])
+    (run,) = (tmp_path / "logs" / "pansharpening" / "saved").iterdir()
+    files = sorted((run / "fused").glob("train_wv3_tiny_*.h5"))
+    assert len(files) == 4
+    with h5py.File(files[0], "r") as handle, h5py.File(FIXTURES / "train_wv3_tiny.h5", "r") as data:
+        fused = handle["fused"][()]
+        assert fused.shape == data["gt"].shape[1:]
+        assert abs(fused.mean() - data["lms"][0].mean()) < 0.2 * data["lms"][0].mean()  # DN scale
+
+
+def poison_after(monkeypatch, good_steps: int) -> None:
+    """Make the model's training output NaN from training step ``good_steps + 1`` on."""
+    import utils.trainer
+
+    calls = {"n": 0}
+    real = utils.trainer.fuse
+
+    def fuse(model, batch):
+        calls["n"] += 1
+        fused = real(model, batch)
+        return fused * float("nan") if calls["n"] > good_steps else fused
+
+    monkeypatch.setattr(utils.trainer, "fuse", fuse)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    poison_after(monkeypatch, 5)
+    path = options_file(tmp_path, "diverges", iterations=30, save_every=1)
+    with pytest.raises(SystemExit) as stop:
+        train_script.main(["--option_path", path])
+    assert stop.value.code == 2
+    assert "the loss became nan at step 6" in capsys.readouterr().err
+    state = latest_state(tmp_path, "diverges")
+    assert state["step"] == 5
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_non_finite_loss_can_skip_the_batch(tmp_path, monkeypatch):
+    poison_after(monkeypatch, 5)
+    path = options_file(tmp_path, "skips", iterations=8, save_every=1, nonfinite_loss="skip")
+    train_script.main(["--option_path", path])
+    state = latest_state(tmp_path, "skips")
+    assert state["step"] == 8
+    assert all(torch.isfinite(v).all() for v in state["model"].values())

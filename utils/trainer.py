@@ -148,13 +148,14 @@ class Trainer:
             batch = augment_batch(batch, generator)
         batch = to_device(batch, self.device)
         loss = self.loss(fuse(self.model, batch), batch["gt"])
-        if not torch.isfinite(loss):
+        value = float(loss.detach())
+        if not math.isfinite(value):
             if self.options.train.nonfinite_loss == "skip":
-                self.log.warning(f"step {self.step + 1}: non-finite loss {float(loss)}, batch skipped")
+                self.log.warning(f"step {self.step + 1}: non-finite loss {value}, batch skipped")
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
             raise TrainingDiverged(
-                f"the loss became {float(loss)} at step {self.step + 1}; the last good checkpoint is "
+                f"the loss became {value} at step {self.step + 1}; the last good checkpoint is "
                 f"kept in {self.checkpoint_dir}: lower train.optimizer.lr, check the data, or set "
                 "train.nonfinite_loss: skip"
             )
@@ -163,7 +164,7 @@ class Trainer:
         if self.options.train.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.train.grad_clip)
         self.optimizer.step()
-        return float(loss.detach())
+        return value
 
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to the configured length (or to step ``stop_after``); returns the last metrics."""
