@@ -8,9 +8,19 @@ import torch
 import torch.nn.functional as F
 from conftest import load_golden
 
+import data.degrade as degrade
 from data.degrade import decimate, mtf_filter, mtf_pan, wald_protocol
 from data.mtf import SENSOR_GAINS, mtf_kernel, sensor_gains, sensor_kernel
-from data.resize import TAPS_23, filter_axis, imresize_matlab, interp23tap, upsample
+from data.resize import (
+    INTERP_BLOCK,
+    INTERP_REACH,
+    TAPS_23,
+    _interp23_block_matrix,
+    filter_axis,
+    imresize_matlab,
+    interp23tap,
+    upsample,
+)
 from utils.errors import UserInputError
 
 GOLDEN_TOL = 1e-12  # relative to the array's largest magnitude; measured errors are < 1e-14
@@ -197,6 +207,25 @@ def test_interp23tap_equals_zero_insertion_definition(ratio: int, size: tuple[in
     assert (interp23tap(x, ratio) - _zero_insert_reference(x, ratio)).abs().max() < 1e-14
 
 
+@pytest.mark.parametrize("ratio, size", [(2, (37, 70)), (4, (65, 33)), (8, (34, 9))])
+def test_interp23tap_blocks_equal_zero_insertion(ratio: int, size: tuple[int, int]) -> None:
+    # several blocks per axis, lengths not multiples of the block: windows, wrap and trimming
+    assert max(size) > INTERP_BLOCK
+    x = torch.rand(1, 2, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    assert (interp23tap(x, ratio) - _zero_insert_reference(x, ratio)).abs().max() < 1e-13
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 4, 8, 64])
+def test_interp23_block_matrix_reach_and_shift_invariance(ratio: int) -> None:
+    matrix = _interp23_block_matrix(3, ratio)
+    assert matrix.shape == (3 * ratio, 3 + 2 * INTERP_REACH)
+    # the outermost input of every window has no weight: no tap falls outside the window
+    assert matrix[:, 0].abs().max() == 0 and matrix[:, -1].abs().max() == 0
+    # each block sample's outputs are the previous sample's, shifted by one input
+    assert torch.equal(matrix[ratio:, 1:], matrix[:-ratio, :-1])
+    assert (matrix.sum(dim=1) - 1).abs().max() < 1e-8  # a constant stays constant
+
+
 @pytest.mark.parametrize("mode", ["circular", "symmetric", "replicate"])
 def test_filter_axis_matches_padded_conv(mode: str) -> None:
     gen = torch.Generator().manual_seed(6)
@@ -259,6 +288,32 @@ def test_mtf_filter_matches_direct_replicate_correlation() -> None:
     assert (big - 2.0 * mtf_kernel(4, [0.3]).sum()).abs().max() < 1e-12
 
 
+def test_chunks_cover_every_band_once() -> None:
+    assert degrade._chunks(2, 5, 2) == [
+        (slice(i, i + 1), slice(b, b + 2)) for i in range(2) for b in (0, 2, 4)
+    ]
+    assert degrade._chunks(5, 2, 5) == [(slice(i, i + 2), slice(0, 2)) for i in (0, 2, 4)]
+    assert degrade._chunks(3, 4, 0) == degrade._chunks(3, 4, 1)  # at least one band
+
+
+@pytest.mark.parametrize("elements", [1, 2 * 14 * 14, 2**40])
+def test_mtf_filter_and_wald_independent_of_chunking(
+    elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FFT grid of 9 x 8 images with a 5 x 5 kernel: 14 x 14, so 1, 2 or all bands per chunk
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 9, 8, dtype=torch.float64, generator=gen)
+    kernel = torch.rand(3, 5, 5, dtype=torch.float64, generator=gen)
+    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    windows = padded.unfold(2, 5, 1).unfold(3, 5, 1)
+    direct = (windows * kernel[None, :, None, None]).sum(dim=(-1, -2))
+    monkeypatch.setattr(degrade, "FFT_CHUNK_ELEMENTS", elements)
+    assert (mtf_filter(x, kernel) - direct).abs().max() < 1e-13
+    strided = degrade._correlate(x, kernel, 3, 1)
+    assert strided.shape == (2, 3, 3, 3)
+    assert (strided - direct[..., 1::3, 1::3]).abs().max() < 1e-13
+
+
 def test_mtf_pan_matches_golden() -> None:
     golden = load_golden("wv3like_syn")
     _check_crops(mtf_pan(_t(golden["in_PAN"]), "WV3", 4), golden, "out_PAN_LP")
@@ -316,6 +371,7 @@ def test_user_errors() -> None:
         lambda: imresize_matlab(x, -1.0),
         lambda: imresize_matlab(x[0], 0.5),
         lambda: imresize_matlab(x.long(), 0.5),
+        lambda: interp23tap(x[..., :0], 4),
         lambda: wald_protocol(x, pan, 3),
         lambda: wald_protocol(x, pan, 2, pan_mode="bicubic"),
         lambda: wald_protocol(x, torch.zeros(1, 1, 12, 12), 2),

@@ -174,6 +174,8 @@ class Trainer:
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
             f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}"
         )
+        if self.valid_set is not None and self.step == 0:
+            self.log_baseline()
         bar = tqdm(
             total=end,
             initial=self.step,
@@ -220,6 +222,30 @@ class Trainer:
                 self.writer.add_scalar(f"train/loss_{name}", part, self.step)
         self.log.debug(f"step {self.step} loss {loss:.6g} lr {lr:.3g}")
 
+    def score_validation(self, model: torch.nn.Module | None, on_batch=None) -> Scores:
+        """Indices of ``model`` (None: the upsampled input ``up``) on the validation file."""
+        loader = DataLoader(
+            self.valid_set,
+            batch_size=self.options.train.batch_size,
+            num_workers=self.options.data.num_workers,
+        )
+        return evaluate(
+            model,
+            loader,
+            self.device,
+            self.options.data.scale,
+            self.train_set.ratio,
+            dim_cut=self.options.val.dim_cut,
+            sensor=self.options.data.sensor,
+            on_batch=on_batch,
+        )
+
+    def log_baseline(self) -> None:
+        """Log the validation indices of the upsampled input, the level a model must beat."""
+        self.log.info(
+            f"validation of the upsampled input (baseline): {summary(self.score_validation(None).mean())}"
+        )
+
     def validate(self) -> Scores:
         kept: list[tuple[dict, torch.Tensor]] = []
 
@@ -227,21 +253,7 @@ class Trainer:
             if len(kept) < self.options.val.images:
                 kept.append(({k: v.cpu() for k, v in batch.items() if torch.is_tensor(v)}, fused.cpu()))
 
-        loader = DataLoader(
-            self.valid_set,
-            batch_size=self.options.train.batch_size,
-            num_workers=self.options.data.num_workers,
-        )
-        scores = evaluate(
-            self.model,
-            loader,
-            self.device,
-            self.options.data.scale,
-            self.train_set.ratio,
-            dim_cut=self.options.val.dim_cut,
-            sensor=self.options.data.sensor,
-            on_batch=keep,
-        )
+        scores = self.score_validation(self.model, keep)
         means = scores.mean()
         metric = self.options.val.metric
         value = means[metric]
@@ -250,10 +262,7 @@ class Trainer:
         if improved:
             self.best = {"value": value, "step": self.step}
         self.history.append({"step": self.step, **{k: means[k] for k in ("SAM", "ERGAS", "Q2n", "PSNR")}})
-        self.log.info(
-            f"step {self.step}: validation SAM {means['SAM']:.4f} ERGAS {means['ERGAS']:.4f} "
-            f"Q2n {means['Q2n']:.4f} PSNR {means['PSNR']:.2f}" + (" (best)" if improved else "")
-        )
+        self.log.info(f"step {self.step}: validation {summary(means)}" + (" (best)" if improved else ""))
         if self.writer is not None:
             for key, mean in means.items():
                 self.writer.add_scalar(f"val/{key}", mean, self.step)
@@ -286,6 +295,13 @@ class Trainer:
             hparams, {f"hparam/{k}": v for k, v in final.items() if k != "step"}, run_name="hparams"
         )
         self.writer.close()
+
+
+def summary(means: dict[str, float]) -> str:
+    """``SAM 1.2345 ERGAS 1.2345 Q2n 0.9123 PSNR 35.12`` for log lines."""
+    return (
+        f"SAM {means['SAM']:.4f} ERGAS {means['ERGAS']:.4f} Q2n {means['Q2n']:.4f} PSNR {means['PSNR']:.2f}"
+    )
 
 
 def count_parameters(model: torch.nn.Module) -> int:
