@@ -22,7 +22,7 @@ from data.mtf import check_int, sensor_kernel
 from data.resize import imresize_matlab, upsample
 from metrics.q2n import q2n
 from metrics.reference import (
-    block_view,
+    block_moments,
     check_block_multiple,
     check_image,
     universal_index,
@@ -30,20 +30,18 @@ from metrics.reference import (
 from utils.errors import UserInputError
 
 
-def _block_q_matrix(x: Tensor, block_size: int) -> Tensor:
-    """Q(x_i, x_j) on distinct blocks, averaged over blocks, for every pair of bands of
-    N x K x H x W: N x K x K (symmetric)."""
-    check_block_multiple(x, block_size, "fused")
-    blocks = block_view(x, block_size)
-    mean = blocks.mean(-1)
-    blocks -= mean[..., None]
-    cov = blocks @ blocks.transpose(-1, -2)
-    var = cov.diagonal(dim1=-2, dim2=-1)
+def _block_q_matrix(images: list[Tensor], block_size: int) -> Tensor:
+    """Q on distinct blocks, averaged over blocks, of every band of ``images[0]`` against every
+    band of ``images[-1]`` (N x C_i x H x W each, float64): N x C_first x C_last."""
+    check_block_multiple(images[0], block_size, "fused")
+    mean, var, cov = block_moments(images, block_size, centre=True)
+    first, last = images[0].shape[1], images[-1].shape[1]
+    mean_x, mean_y = mean[..., :first, None], mean[..., None, -last:]
     q = universal_index(
         cov,
-        mean[..., :, None] * mean[..., None, :],
-        mean[..., :, None] ** 2 + mean[..., None, :] ** 2,
-        var[..., :, None] + var[..., None, :],
+        mean_x * mean_y,
+        mean_x**2 + mean_y**2,
+        var[..., :first, None] + var[..., None, -last:],
     )
     return q.mean(1)
 
@@ -97,8 +95,8 @@ def d_lambda(fused: Tensor, ms_up: Tensor, block_size: int = 32) -> Tensor:
         )
     f, m = fused.to(torch.float64), ms_up.to(torch.float64)
     i, j = torch.triu_indices(f.shape[1], f.shape[1], 1, device=f.device)
-    q_fused = _block_q_matrix(f, block_size)[:, i, j]
-    q_ms = _block_q_matrix(m, block_size)[:, i, j]
+    q_fused = _block_q_matrix([f], block_size)[:, i, j]
+    q_ms = _block_q_matrix([m], block_size)[:, i, j]
     return (q_fused - q_ms).abs().mean(1)
 
 
@@ -123,8 +121,8 @@ def d_s(fused: Tensor, ms_up: Tensor, pan: Tensor, ratio: int, block_size: int =
     pan_lr = upsample(imresize_matlab(p, 1.0 / ratio), ratio)
     if pan_lr.shape != p.shape:
         raise UserInputError(f"pan's size {h} x {w} must be a multiple of the ratio {ratio}")
-    q_high = _block_q_matrix(torch.cat([fused.to(torch.float64), p], 1), block_size)[:, :-1, -1]
-    q_low = _block_q_matrix(torch.cat([ms_up.to(torch.float64), pan_lr], 1), block_size)[:, :-1, -1]
+    q_high = _block_q_matrix([fused.to(torch.float64), p], block_size)[..., 0]
+    q_low = _block_q_matrix([ms_up.to(torch.float64), pan_lr], block_size)[..., 0]
     return (q_high - q_low).abs().mean(1)
 
 

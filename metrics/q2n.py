@@ -23,7 +23,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from metrics.reference import block_view, check_pair, last_dot
+from metrics.reference import block_moments, check_pair
 from utils.errors import UserInputError
 
 UINT16_MAX = 65535.0
@@ -100,24 +100,26 @@ def _padded_size(size: int, block_size: int, shift: int) -> int:
     return padded
 
 
-def _block_quality(ref: Tensor, test: Tensor, size: int) -> Tensor:
-    """Hypercomplex Q of every block (``onions_quality.m``): N x B x C x P -> N x B, in [0, 1].
+def _block_quality(sums: Tensor, squares: Tensor, cross: Tensor, pixels: int, size: int) -> Tensor:
+    """Hypercomplex Q of every block (``onions_quality.m``) from its moments: N x B -> [0, 1].
 
-    ``ref`` and ``test`` hold uint16 values; ``size`` = 2^n >= C, the missing bands being zero
-    bands of both images. Each band of both blocks is normalised with the mean a and std s of
-    the reference band, (v - a) / s + 1, with s = eps when the reference band is flat and no
-    scaling (v + 1) when its mean is 0. Then Q = |4 sigma_xy| |mx| |my| / ((sigma_x^2 +
-    sigma_y^2)(|mx|^2 + |my|^2)) with the hypercomplex covariance sigma_xy = E[(x - mx)
-    conj(y - my)] (N - 1 normalisation); blocks whose bands are all flat in both images get
-    2 |mx| |my| / (|mx|^2 + |my|^2). Statistics come from block sums, exact on integers for
-    blocks up to 32 x 32.
+    ``sums``, ``squares`` (N x B x 2C) and ``cross`` (N x B x C x C) are the block sums, sums
+    of squares and sums of products (:func:`block_moments`) of the uint16 bands of the
+    reference then of the test block, over ``pixels`` pixels; ``size`` = 2^n >= C, the missing
+    bands being zero bands of both images. Each band of both blocks is normalised with the mean
+    a and std s of the reference band, (v - a) / s + 1, with s = eps when the reference band is
+    flat and no scaling (v + 1) when its mean is 0. Then Q = |4 sigma_xy| |mx| |my| /
+    ((sigma_x^2 + sigma_y^2)(|mx|^2 + |my|^2)) with the hypercomplex covariance sigma_xy =
+    E[(x - mx) conj(y - my)] (N - 1 normalisation); blocks whose bands are all flat in both
+    images get 2 |mx| |my| / (|mx|^2 + |my|^2). Sums of integers, exact for blocks up to
+    32 x 32.
     """
-    pixels, bands = ref.shape[-1], ref.shape[-2]
+    bands = sums.shape[-1] // 2
     norm = pixels * (pixels - 1)
-    s_x, s_y = ref.sum(-1), test.sum(-1)
-    var_x = (pixels * last_dot(ref, ref) - s_x**2) / norm
-    var_y = (pixels * last_dot(test, test) - s_y**2) / norm
-    cov = (pixels * (ref @ test.transpose(-1, -2)) - s_x[..., :, None] * s_y[..., None, :]) / norm
+    s_x, s_y = sums[..., :bands], sums[..., bands:]
+    var_x = (pixels * squares[..., :bands] - s_x**2) / norm
+    var_y = (pixels * squares[..., bands:] - s_y**2) / norm
+    cov = (pixels * cross - s_x[..., :, None] * s_y[..., None, :]) / norm
     scale = torch.where(s_x == 0, 1.0, torch.where(var_x == 0, EPS, var_x.sqrt()))
     cov = cov / (scale[..., :, None] * scale[..., None, :])
     var_sum = ((var_x + var_y) / scale**2).sum(-1)
@@ -127,8 +129,8 @@ def _block_quality(ref: Tensor, test: Tensor, size: int) -> Tensor:
     sq_y = (mean_test**2).sum(-1) + (size - bands)
     mean_bias = 2 * math.sqrt(sq_x) * sq_y.sqrt() / (sq_x + sq_y)
     # the conjugate of the normalised test block is folded into the table: T[k, i, j] sign_j
-    sign = cd_conjugate(torch.ones(bands, dtype=ref.dtype, device=ref.device))
-    table = structure_constants(size, ref.device)[:, :bands, :bands] * sign
+    sign = cd_conjugate(torch.ones(bands, dtype=sums.dtype, device=sums.device))
+    table = structure_constants(size, sums.device)[:, :bands, :bands] * sign
     product = torch.einsum("kij,nbij->nbk", table, cov)
     flat = var_sum == 0
     general = 2 * product.norm(dim=-1) * mean_bias / torch.where(flat, 1.0, var_sum)
@@ -150,6 +152,7 @@ def q2n(fused: Tensor, gt: Tensor, block_size: int = 32, shift: int = 32) -> Ten
         )
     height = _padded_size(f.shape[-2], block_size, shift)
     width = _padded_size(f.shape[-1], block_size, shift)
-    ref, test = (to_uint16_(block_view(mirror_extend(x, height, width), block_size, shift)) for x in (g, f))
+    images = [mirror_extend(x, height, width) for x in (g, f)]
+    moments = block_moments(images, block_size, shift, transform=to_uint16_)
     size = 1 << (f.shape[1] - 1).bit_length()
-    return _block_quality(ref, test, size).mean(-1)
+    return _block_quality(*moments, block_size * block_size, size).mean(-1)

@@ -9,12 +9,14 @@ SAM, ERGAS, SCC and Q_avg reproduce the MATLAB pansharpening toolbox of Vivone e
 the toolbox; their conventions are documented on each function.
 
 This module also holds the helpers shared with the other index modules: input checks, the
-distinct-block view and the universal image quality index (Wang & Bovik 2002) from moments.
+per-block moments and the universal image quality index (Wang & Bovik 2002) from moments.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -60,17 +62,84 @@ def check_block_multiple(x: Tensor, block: int, name: str = "image") -> None:
         )
 
 
-def block_view(x: Tensor, block: int, shift: int | None = None) -> Tensor:
-    """Copy the block x block windows of N x C x H x W taken at stride ``shift`` (default:
-    ``block``, distinct tiles) into a new N x B x C x block^2 tensor, windows row by row.
+_CHUNK_ELEMENTS = {"cpu": 1 << 20}
+"""Elements processed per step by the chunked computations (8 MiB of float64 on CPU, inside
+the L3 cache); other devices take 2^24 (128 MiB)."""
 
-    Always a fresh tensor (never a view of ``x``), so callers may modify it in place.
+
+def _chunk_budget(device: torch.device) -> int:
+    """Elements per step of a chunked computation on ``device``."""
+    return _CHUNK_ELEMENTS.get(device.type, 1 << 24)
+
+
+def by_image_chunks(fn: Callable[..., Tensor], tensors: Sequence[Tensor], elements: int) -> Tensor:
+    """``fn`` applied to groups of consecutive images (dim 0 of every tensor), each group
+    holding as many images as fit the chunk budget at ``elements`` working elements per image
+    (at least one); the results, (n,) per group, concatenated to (N,). Keeps the temporaries of
+    memory-bound, image-wise computations in the cache."""
+    per = max(1, _chunk_budget(tensors[0].device) // elements)
+    n = tensors[0].shape[0]
+    return torch.cat([fn(*(x[i : i + per] for x in tensors)) for i in range(0, n, per)])
+
+
+def _chunking(n: int, rows: int, row_elements: int, device: torch.device) -> tuple[int, int]:
+    """(images, block rows) gathered per step: whole images when one fits the budget."""
+    per_step = max(1, _chunk_budget(device) // row_elements)
+    if per_step < rows:
+        return 1, per_step
+    return min(n, per_step // rows), rows
+
+
+def block_moments(
+    images: Sequence[Tensor],
+    block: int,
+    shift: int | None = None,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    centre: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-window moments of the bands of ``images`` (N x C_i x H x W each, one N, H, W and
+    dtype), on the block x block windows taken at stride ``shift`` (default ``block``: distinct
+    tiles), B windows row by row, K = sum of the C_i bands in order.
+
+    Returns (s, q, X): s N x B x K the pixel sums, q N x B x K the sums of squares and X
+    N x B x C_first x C_last the sums of products of every band of ``images[0]`` with every band
+    of ``images[-1]`` (the Gram matrix for a single image). With ``centre``, s holds means and
+    q, X are taken on the mean-removed pixels. ``transform`` is applied in place to the window
+    pixels first (e.g. a uint16 cast). Windows are gathered a few block rows at a time into one
+    small buffer, so no N x B x K x block^2 copy of the images is made.
     """
     step = block if shift is None else shift
-    tiles = x.unfold(2, block, step).unfold(3, block, step).permute(0, 2, 3, 1, 4, 5)
-    out = x.new_empty(tiles.shape)
-    out.copy_(tiles)
-    return out.view(x.shape[0], -1, x.shape[1], block * block)
+    n, _, h, w = images[0].shape
+    rows, cols = (h - block) // step + 1, (w - block) // step + 1
+    bands, pixels = sum(x.shape[1] for x in images), block * block
+    first, last = images[0].shape[1], images[-1].shape[1]
+    per_images, per_rows = _chunking(n, rows, cols * bands * pixels, images[0].device)
+    sums, squares = images[0].new_empty((2, n, rows * cols, bands))
+    cross = images[0].new_empty((n, rows * cols, first, last))
+    buffer = images[0].new_empty(per_images * per_rows * cols * bands * pixels)
+    for n0 in range(0, n, per_images):
+        n1 = min(n, n0 + per_images)
+        for r0 in range(0, rows, per_rows):
+            r1 = min(rows, r0 + per_rows)
+            tiles = buffer[: (n1 - n0) * (r1 - r0) * cols * bands * pixels]
+            tiles = tiles.view(n1 - n0, r1 - r0, cols, bands, block, block)
+            band = 0
+            for x in images:
+                slab = x[n0:n1, :, r0 * step : (r1 - 1) * step + block]
+                windows = slab.unfold(2, block, step).unfold(3, block, step).permute(0, 2, 3, 1, 4, 5)
+                tiles[:, :, :, band : band + x.shape[1]].copy_(windows)
+                band += x.shape[1]
+            flat = tiles.view(-1, bands, pixels)
+            if transform is not None:
+                transform(flat)
+            span = (slice(n0, n1), slice(r0 * cols, r1 * cols))
+            sums[span] = (flat.mean(-1) if centre else flat.sum(-1)).view(n1 - n0, -1, bands)
+            if centre:
+                flat.sub_(sums[span].reshape(-1, bands, 1))
+            squares[span] = torch.linalg.vecdot(flat, flat).view(n1 - n0, -1, bands)
+            products = flat[:, :first] @ flat[:, bands - last :].transpose(-1, -2)
+            cross[span] = products.view(n1 - n0, -1, first, last)
+    return sums, squares, cross
 
 
 def universal_index(cov_xy: Tensor, mean_prod: Tensor, mean_sq: Tensor, var_sum: Tensor) -> Tensor:
@@ -222,8 +291,15 @@ def ssim(
             f"SSIM needs images of at least {window} x {window} pixels, got {tuple(f.shape[-2:])}"
         )
     peak = _peak(g, data_range).view(-1, 1, 1, 1)
-    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    constants = torch.cat([(0.01 * peak) ** 2, (0.03 * peak) ** 2], 1)
     taps = _gaussian_window(window, sigma)
+    return by_image_chunks(partial(_ssim_mean, taps=taps), (f, g, constants), 8 * f[0].numel())
+
+
+def _ssim_mean(f: Tensor, g: Tensor, constants: Tensor, taps: list[float]) -> Tensor:
+    """Mean SSIM of each image (see :func:`ssim`) of N x C x H x W float64 pairs, with
+    ``constants`` N x 2 x 1 x 1 holding C1 and C2 and the 1-D window ``taps``: (N,)."""
+    c1, c2 = constants[:, :1], constants[:, 1:]
     blurred = _correlate_valid(_correlate_valid(_moment_maps(f, g), taps, -2), taps, -1)
     mf, mg, sq, fg = blurred.unbind(0)
     numerator = mf * mg
@@ -258,6 +334,11 @@ def scc(fused: Tensor, gt: Tensor) -> Tensor:
     f, g = check_pair(fused, gt)
     if min(f.shape[-2:]) < 3:
         raise UserInputError(f"SCC needs images of at least 3 x 3 pixels, got {tuple(f.shape[-2:])}")
+    return by_image_chunks(_scc_value, (f, g), 6 * f[0].numel())
+
+
+def _scc_value(f: Tensor, g: Tensor) -> Tensor:
+    """SCC of each image (see :func:`scc`) of N x C x H x W float64 pairs: (N,)."""
     gf, gg = _sobel_magnitude(f), _sobel_magnitude(g)
     cross, norm_f, norm_g = (pixel_dot(a, b).sum(1) for a, b in ((gf, gg), (gf, gf), (gg, gg)))
     return cross / (norm_f * norm_g).sqrt()
@@ -276,6 +357,12 @@ def q_avg(fused: Tensor, gt: Tensor, block_size: int = 32) -> Tensor:
         raise UserInputError(f"block_size must be at least 2, got {block_size}")
     if min(f.shape[-2:]) < block_size:
         return torch.full((f.shape[0],), float("nan"), dtype=torch.float64, device=f.device)
+    return by_image_chunks(partial(_q_avg_mean, block_size=block_size), (f, g), 8 * f[0].numel())
+
+
+def _q_avg_mean(f: Tensor, g: Tensor, block_size: int) -> Tensor:
+    """Q_avg of each image (see :func:`q_avg`) of N x C x H x W float64 pairs at least
+    ``block_size`` pixels per side: (N,)."""
     n = float(block_size * block_size)
     s_f, s_g, s_sq, s_fg = _window_sums(_moment_maps(f, g, lead=1), block_size).unbind(0)
     prod = s_f * s_g
