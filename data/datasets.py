@@ -155,8 +155,7 @@ def _check_shapes(path: str, shapes: dict[str, Shape], keys: dict[str, str]) -> 
     problem = _shape_problem(shapes, keys)
     if problem is None:
         return
-    permuted = {f: (s[0], s[3], s[1], s[2]) if _looks_bands_last(s) else s
-                for f, s in shapes.items()}
+    permuted = {f: (s[0], s[3], s[1], s[2]) if _looks_bands_last(s) else s for f, s in shapes.items()}
     if permuted != shapes and _shape_problem(permuted, keys) is None:
         last = [keys[f] for f in shapes if permuted[f] != shapes[f]]
         raise UserInputError(
@@ -164,13 +163,14 @@ def _check_shapes(path: str, shapes: dict[str, Shape], keys: dict[str, str]) -> 
             "N x C x H x W, e.g. numpy.transpose(a, (0, 3, 1, 2)))"
         )
     if _shape_problem({**shapes, "lr": shapes["up"], "up": shapes["lr"]}, keys) is None:
-        problem = (f"'{keys['lr']}' and '{keys['up']}' look swapped "
-                   f"('{keys['lr']}' must be the low-resolution one); {problem}")
+        problem = (
+            f"'{keys['lr']}' and '{keys['up']}' look swapped "
+            f"('{keys['lr']}' must be the low-resolution one); {problem}"
+        )
     raise UserInputError(f"{path}: {problem}")
 
 
-def _check_values(path: str, file: h5py.File, keys: dict[str, str], count: int,
-                  scale: float) -> None:
+def _check_values(path: str, file: h5py.File, keys: dict[str, str], count: int, scale: float) -> None:
     """Check the first, middle and last samples: finite, and consistent with ``scale``."""
     low, high = math.inf, -math.inf
     for index in sorted({0, count // 2, count - 1}):
@@ -178,8 +178,7 @@ def _check_values(path: str, file: h5py.File, keys: dict[str, str], count: int,
             values = np.asarray(file[key][index], dtype=np.float64)
             if not np.isfinite(values).all():
                 raise UserInputError(
-                    f"{path}: NaN or Inf pixels in '{key}' sample {index}: "
-                    "fix or drop those samples"
+                    f"{path}: NaN or Inf pixels in '{key}' sample {index}: fix or drop those samples"
                 )
             low, high = min(low, float(values.min())), max(high, float(values.max()))
     if high > 1.5 * scale:
@@ -207,20 +206,25 @@ def _checked_scale(scale: float) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if not value > 0 or math.isinf(value):
-        raise UserInputError(f"scale must be a positive number (got {scale!r}): use the data's "
-                             "bit-depth maximum (e.g. 2047) or 1 for normalised data")
+        raise UserInputError(
+            f"scale must be a positive number (got {scale!r}): use the data's "
+            "bit-depth maximum (e.g. 2047) or 1 for normalised data"
+        )
     return value
 
 
 def _check_path(path: str) -> None:
     if not os.path.exists(path):
-        raise UserInputError(f"dataset file '{path}' does not exist: check the path (relative "
-                             f"paths start at {os.getcwd()})")
+        raise UserInputError(
+            f"dataset file '{path}' does not exist: check the path (relative paths start at {os.getcwd()})"
+        )
     if not os.path.isfile(path):
         raise UserInputError(f"'{path}' is a directory, not a file: give the .h5 file inside")
     if not h5py.is_hdf5(path):
-        raise UserInputError(f"'{path}' is not an HDF5 file: give an .h5 file of the "
-                             "PanCollection, HyperPanCollection or HyperSpectralCollection layout")
+        raise UserInputError(
+            f"'{path}' is not an HDF5 file: give an .h5 file of the "
+            "PanCollection, HyperPanCollection or HyperSpectralCollection layout"
+        )
 
 
 @DATASETS.register
@@ -237,9 +241,16 @@ class FusionH5Dataset(Dataset):
         max_samples: use only the first ``max_samples`` samples.
     """
 
-    def __init__(self, path: str, scale: float, layout: str = "auto", ratio: int | None = None,
-                 augment: bool = False, require_gt: bool = False,
-                 max_samples: int | None = None):
+    def __init__(
+        self,
+        path: str,
+        scale: float,
+        layout: str = "auto",
+        ratio: int | None = None,
+        augment: bool = False,
+        require_gt: bool = False,
+        max_samples: int | None = None,
+    ):
         self.path = str(path)
         self.scale = _checked_scale(scale)
         if max_samples is not None and max_samples < 1:
@@ -260,8 +271,9 @@ class FusionH5Dataset(Dataset):
             _check_shapes(self.path, shapes, self.keys)
             total = shapes["up"][0]
             if total == 0:
-                raise UserInputError(f"{self.path}: the dataset is empty (N = 0 samples): "
-                                     "give a file with samples")
+                raise UserInputError(
+                    f"{self.path}: the dataset is empty (N = 0 samples): give a file with samples"
+                )
             self.length = min(total, max_samples or total)
             self.size = tuple(shapes["up"][2:])
             self.lr_size = tuple(shapes["lr"][2:])
@@ -315,8 +327,10 @@ class FusionH5Dataset(Dataset):
         }
         bad = [self.keys[f] for f, image in sample.items() if not torch.isfinite(image).all()]
         if bad:
-            raise UserInputError(f"{self.path}: NaN or Inf pixels in {_listing(bad)} of sample "
-                                 f"{index}: fix or drop that sample")
+            raise UserInputError(
+                f"{self.path}: NaN or Inf pixels in {_listing(bad)} of sample "
+                f"{index}: fix or drop that sample"
+            )
         if self.augment:
             sample = augment_sample(sample)
         return {**sample, "index": index}

@@ -172,9 +172,7 @@ def wald_protocol(
     ratio = check_int(ratio, "ratio", 1)
     _check_pair(ms, pan, ratio)
     if pan_mode not in PAN_MODES:
-        raise UserInputError(
-            f"unknown pan_mode '{pan_mode}'{suggest(pan_mode, PAN_MODES)}; use {PAN_MODES}"
-        )
+        raise UserInputError(f"unknown pan_mode '{pan_mode}'{suggest(pan_mode, PAN_MODES)}; use {PAN_MODES}")
     kernel = sensor_kernel(sensor, ratio, ms.shape[1], ms_gains)
     ms_lr = _correlate(ms, kernel, ratio, ratio // 2)
     if pan_mode == "imresize":

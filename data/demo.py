@@ -28,8 +28,20 @@ from utils.errors import UserInputError
 from utils.registry import suggest
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "datasets" / "demo"
-COMMON = ("--sensor", "none", "--patch", "32", "--stride", "16", "--test-size", "64",
-          "--val-fraction", "0.1", "--grid", "auto")
+COMMON = (
+    "--sensor",
+    "none",
+    "--patch",
+    "32",
+    "--stride",
+    "16",
+    "--test-size",
+    "64",
+    "--val-fraction",
+    "0.1",
+    "--grid",
+    "auto",
+)
 
 
 @dataclass(frozen=True)
@@ -43,17 +55,24 @@ class Demo:
     def argv(self, root: Path, name: str) -> list[str]:
         """The ``python -m data.prepare`` arguments that build this demo in ``root``."""
         return [
-            "--ms", *(str(root / f) for f in self.ms),
-            "--pan", *(str(root / f) for f in self.pan),
-            *COMMON, *self.options, "--out", str(root), "--name", name,
+            "--ms",
+            *(str(root / f) for f in self.ms),
+            "--pan",
+            *(str(root / f) for f in self.pan),
+            *COMMON,
+            *self.options,
+            "--out",
+            str(root),
+            "--name",
+            name,
         ]
 
 
 DEMOS: dict[str, Demo] = {
-    "landsat8": Demo(("l8_ms.tif",), ("l8_pan.tif",),
-                     ("--test-region", "64,320,64,256", "--scale", "32767")),
-    "sentinel2": Demo(("s2_20m.tif",), ("s2_10m.tif",),
-                      ("--test-region", "128,128,128,128", "--scale", "8191")),
+    "landsat8": Demo(("l8_ms.tif",), ("l8_pan.tif",), ("--test-region", "64,320,64,256", "--scale", "32767")),
+    "sentinel2": Demo(
+        ("s2_20m.tif",), ("s2_10m.tif",), ("--test-region", "128,128,128,128", "--scale", "8191")
+    ),
 }
 
 
@@ -87,4 +106,3 @@ def ensure_demo(name: str, root: str | Path = DEMO_ROOT, force: bool = False) ->
         return paths
     args.force = True
     return prepare(args, progress=False)
-

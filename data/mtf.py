@@ -99,9 +99,7 @@ def _check_gain(gain: float, what: str) -> float:
     return value
 
 
-def sensor_gains(
-    sensor: str, nbands: int, gains: Sequence[float] | None = None
-) -> tuple[list[float], float]:
+def sensor_gains(sensor: str, nbands: int, gains: Sequence[float] | None = None) -> tuple[list[float], float]:
     """MS Nyquist gains for ``nbands`` bands and the PAN gain of ``sensor``.
 
     ``gains`` (one per band, each in (0, 1)) overrides the sensor's MS table. Without it, a table
@@ -179,9 +177,7 @@ def mtf_kernel(ratio: int, gains: Sequence[float], size: int = KERNEL_SIZE) -> t
     return torch.from_numpy(bank)
 
 
-def sensor_kernel(
-    sensor: str, ratio: int, nbands: int, gains: Sequence[float] | None = None
-) -> torch.Tensor:
+def sensor_kernel(sensor: str, ratio: int, nbands: int, gains: Sequence[float] | None = None) -> torch.Tensor:
     """MS kernels of ``sensor`` for ``nbands`` bands: nbands x 41 x 41 float64 (sensor_gains)."""
     return mtf_kernel(ratio, sensor_gains(sensor, nbands, gains)[0])
 

@@ -238,8 +238,7 @@ def command_line(argv: list[str]) -> str:
 
 def _check_sizes(args: argparse.Namespace, ratio: int) -> None:
     """Patch, stride and test size must be positive multiples of the ratio."""
-    for flag, value in (("--patch", args.patch), ("--stride", args.stride),
-                        ("--test-size", args.test_size)):
+    for flag, value in (("--patch", args.patch), ("--stride", args.stride), ("--test-size", args.test_size)):
         if value < ratio or value % ratio:
             raise UserInputError(f"{flag} {value} must be a positive multiple of the ratio {ratio}")
 
@@ -252,9 +251,7 @@ def plan_split(args: argparse.Namespace, height: int, width: int):
         test = parse_rect(args.test_region)
         check_inside(test, height, width, "test region")
     if min(test.height, test.width) < args.test_size:
-        raise UserInputError(
-            f"the test region ({test.text()}) is smaller than --test-size {args.test_size}"
-        )
+        raise UserInputError(f"the test region ({test.text()}) is smaller than --test-size {args.test_size}")
     train, valid = carve_validation(
         complement(height, width, test), args.val_fraction, args.patch, args.stride
     )
@@ -270,8 +267,9 @@ def make_protocol(args: argparse.Namespace, scene: Scene) -> Protocol:
     return Protocol(scene.ratio, sensor, gains, weights)
 
 
-def build_splits(scene: Scene, protocol: Protocol, args: argparse.Namespace, regions,
-                 progress: bool) -> dict[str, tuple[Fields, np.ndarray]]:
+def build_splits(
+    scene: Scene, protocol: Protocol, args: argparse.Namespace, regions, progress: bool
+) -> dict[str, tuple[Fields, np.ndarray]]:
     """Samples and origins of every split; regions = (test, training list, validation)."""
     test, train, valid = regions
     steps = tqdm(total=len(train) + 2, desc="prepare", disable=not progress, file=sys.stdout)
@@ -314,25 +312,38 @@ def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
     _check_sizes(args, scene.ratio)
     protocol = make_protocol(args, scene)
     bands = (protocol.weights if scene.guide is None else scene.guide).shape[0]
-    layout = args.layout if args.layout != "auto" else (
-        "pancollection" if bands == 1 else "hyperspectral")
+    layout = args.layout if args.layout != "auto" else ("pancollection" if bands == 1 else "hyperspectral")
     height, width = scene.ms.shape[-2:]
     test, train, valid = plan_split(args, height, width)
     scale = choose_scale(scene, args.scale)
     say = print if progress else (lambda *a: None)
-    say(f"aligned scene: {height}x{width} MS pixels, ratio {scene.ratio}, guide of {bands} "
-        f"band(s), grid offset {scene.attrs['grid_offset']} PAN pixels; scale {scale}")
-    say(f"test region {test.text()}; validation region {valid.text()}; training regions "
-        + "; ".join(r.text() for r in train))
+    say(
+        f"aligned scene: {height}x{width} MS pixels, ratio {scene.ratio}, guide of {bands} "
+        f"band(s), grid offset {scene.attrs['grid_offset']} PAN pixels; scale {scale}"
+    )
+    say(
+        f"test region {test.text()}; validation region {valid.text()}; training regions "
+        + "; ".join(r.text() for r in train)
+    )
     splits = build_splits(scene, protocol, args, (test, train, valid), progress)
-    attrs = dict(scene.attrs, ratio=scene.ratio, scale=scale, sensor=protocol.sensor,
-                 gains=json.dumps(protocol.gains), layout=layout, guide_weights=json.dumps(
-                     None if protocol.weights is None else protocol.weights.tolist()),
-                 scene_size=json.dumps([height, width]), test_region=json.dumps(test),
-                 valid_region=json.dumps(valid), train_regions=json.dumps(train),
-                 patch=args.patch, stride=args.stride, test_size=args.test_size,
-                 command=command_line(args.argv),
-                 origin="top-left MS pixel of each sample, aligned scene")
+    attrs = dict(
+        scene.attrs,
+        ratio=scene.ratio,
+        scale=scale,
+        sensor=protocol.sensor,
+        gains=json.dumps(protocol.gains),
+        layout=layout,
+        guide_weights=json.dumps(None if protocol.weights is None else protocol.weights.tolist()),
+        scene_size=json.dumps([height, width]),
+        test_region=json.dumps(test),
+        valid_region=json.dumps(valid),
+        train_regions=json.dumps(train),
+        patch=args.patch,
+        stride=args.stride,
+        test_size=args.test_size,
+        command=command_line(args.argv),
+        origin="top-left MS pixel of each sample, aligned scene",
+    )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     write_all(paths, splits, LAYOUTS[layout], attrs)
     for key, (fields, _) in splits.items():
@@ -349,33 +360,69 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of ``python -m data.prepare``."""
-    p = _Parser(prog="python -m data.prepare", description="Build training, validation and "
-                "test HDF5 files in the public layouts from one scene (see data/prepare.py).")
-    p.add_argument("--ms", nargs="+", required=True, help="MS image: one multi-band file or one "
-                   "file per band (GeoTIFF, .npy C x H x W, .mat H x W x C, file.mat:VAR)")
+    p = _Parser(
+        prog="python -m data.prepare",
+        description="Build training, validation and "
+        "test HDF5 files in the public layouts from one scene (see data/prepare.py).",
+    )
+    p.add_argument(
+        "--ms",
+        nargs="+",
+        required=True,
+        help="MS image: one multi-band file or one "
+        "file per band (GeoTIFF, .npy C x H x W, .mat H x W x C, file.mat:VAR)",
+    )
     guide = p.add_mutually_exclusive_group(required=True)
-    guide.add_argument("--pan", nargs="+", help="high-resolution guide: a PAN band, or several "
-                       "bands (multi-band guide, e.g. Sentinel-2 10 m bands)")
-    guide.add_argument("--pan-weights", help="synthesise a PAN as the weighted sum of the MS "
-                       "bands: w1,w2,... (one per band)")
+    guide.add_argument(
+        "--pan",
+        nargs="+",
+        help="high-resolution guide: a PAN band, or several "
+        "bands (multi-band guide, e.g. Sentinel-2 10 m bands)",
+    )
+    guide.add_argument(
+        "--pan-weights", help="synthesise a PAN as the weighted sum of the MS bands: w1,w2,... (one per band)"
+    )
     guide.add_argument("--guide-bands", help="synthesise a guide from MS bands i,j,k (0-based)")
     p.add_argument("--ratio", type=int, help="scale ratio (default: from the PAN/MS sizes)")
-    p.add_argument("--sensor", default="none", help="MTF preset: QB, IKONOS, GeoEye1, WV2, WV3, "
-                   "WV4, GF2, none (Nyquist gain 0.3 for every band; default)")
+    p.add_argument(
+        "--sensor",
+        default="none",
+        help="MTF preset: QB, IKONOS, GeoEye1, WV2, WV3, "
+        "WV4, GF2, none (Nyquist gain 0.3 for every band; default)",
+    )
     p.add_argument("--gains", help="MS Nyquist gains g1,g2,... (one per band), overrides --sensor")
     p.add_argument("--patch", type=int, default=64, help="training gt patch size, MS pixels")
     p.add_argument("--stride", type=int, help="patch stride, MS pixels (default: patch / 2)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the training area held out for validation (default 0.1)")
-    p.add_argument("--test-region", help="ROW,COL,H,W in aligned MS pixels, held out for the "
-                   "test files (default: the last --test-size rows)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training area held out for validation (default 0.1)",
+    )
+    p.add_argument(
+        "--test-region",
+        help="ROW,COL,H,W in aligned MS pixels, held out for the "
+        "test files (default: the last --test-size rows)",
+    )
     p.add_argument("--test-size", type=int, default=64, help="test tile size, MS pixels")
-    p.add_argument("--grid", choices=GRIDS, default="auto", help="PAN/MS grid convention; auto "
-                   "reads the GeoTIFF tags (pixel-is-point: MS centred on PAN pixel r*i+r/2)")
-    p.add_argument("--scale", default="auto", help="value scale stored with the files "
-                   "(default: the smallest 2^k - 1 covering the data)")
-    p.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto",
-                   help="HDF5 keys (auto: pancollection for a one-band guide, else hyperspectral)")
+    p.add_argument(
+        "--grid",
+        choices=GRIDS,
+        default="auto",
+        help="PAN/MS grid convention; auto "
+        "reads the GeoTIFF tags (pixel-is-point: MS centred on PAN pixel r*i+r/2)",
+    )
+    p.add_argument(
+        "--scale",
+        default="auto",
+        help="value scale stored with the files (default: the smallest 2^k - 1 covering the data)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("auto", *LAYOUTS),
+        default="auto",
+        help="HDF5 keys (auto: pancollection for a one-band guide, else hyperspectral)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--name", required=True, help="dataset name in the file names")
     p.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -140,9 +140,7 @@ def _weight_matrix(
 
 
 @lru_cache(maxsize=64)
-def _imresize_matrix(
-    in_len: int, out_len: int, scale: float, method: str, antialias: bool
-) -> torch.Tensor:
+def _imresize_matrix(in_len: int, out_len: int, scale: float, method: str, antialias: bool) -> torch.Tensor:
     """out_len x in_len float64 matrix of MATLAB ``imresize`` along one axis."""
     kernel, width = RESIZE_KERNELS[method]
     stretch = scale if scale < 1.0 and antialias else 1.0
@@ -327,9 +325,7 @@ def interp23tap(x: torch.Tensor, ratio: int) -> torch.Tensor:
     check_image(x)
     ratio = check_int(ratio, "ratio", 1)
     if not _is_power_of_two(ratio):
-        raise UserInputError(
-            f"interp23tap needs a power-of-two ratio, got {ratio}; use upsample(x, {ratio})"
-        )
+        raise UserInputError(f"interp23tap needs a power-of-two ratio, got {ratio}; use upsample(x, {ratio})")
     return _interp23_axis(_interp23_axis(x, ratio, -1), ratio, -2).contiguous()
 
 

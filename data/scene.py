@@ -87,9 +87,7 @@ def read_grid(path: str | Path) -> Grid | None:
     )
 
 
-def write_geotiff(
-    path: str | Path, image: np.ndarray, grid: Grid, metadata: dict | None = None
-) -> None:
+def write_geotiff(path: str | Path, image: np.ndarray, grid: Grid, metadata: dict | None = None) -> None:
     """Write C x H x W (or H x W) integers as a deflate-compressed GeoTIFF with ``grid``'s tags.
 
     The tie point is written in the grid's own convention (pixel centre when ``grid.point``);
@@ -180,16 +178,14 @@ def read_image(path: str | Path) -> np.ndarray:
                 return _bands_first(series.asarray(), path, series.axes.endswith("S"))
         except tifffile.TiffFileError as exc:
             raise UserInputError(
-                f"{path} is not a readable TIFF ({exc}): convert it to GeoTIFF, e.g. with "
-                "gdal_translate"
+                f"{path} is not a readable TIFF ({exc}): convert it to GeoTIFF, e.g. with gdal_translate"
             ) from None
     if suffix == ".npy":
         return _bands_first(np.load(path), path, bands_last=False)
     if suffix == ".mat":
         return _bands_first(_mat_variable(path, name), path, bands_last=True)
     raise UserInputError(
-        f"{path}: unsupported file type '{suffix}'; use GeoTIFF (.tif), .npy (C x H x W) or "
-        ".mat (H x W x C)"
+        f"{path}: unsupported file type '{suffix}'; use GeoTIFF (.tif), .npy (C x H x W) or .mat (H x W x C)"
     )
 
 
@@ -230,9 +226,7 @@ def infer_ratio(pan_size: tuple[int, int], ms_size: tuple[int, int], ratio: int 
     )
 
 
-def grid_offset(
-    ms_grid: Grid | None, pan_grid: Grid | None, ratio: int, grid: str
-) -> tuple[float, float]:
+def grid_offset(ms_grid: Grid | None, pan_grid: Grid | None, ratio: int, grid: str) -> tuple[float, float]:
     """Offset (rows, cols), in PAN pixels, of the MS grid's corner from the PAN grid's corner.
 
     grid: 'pixel-is-area' (corners coincide: 0), 'pixel-is-point' (first pixel centres on a

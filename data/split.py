@@ -37,9 +37,7 @@ class Rect(NamedTuple):
 
     def text(self) -> str:
         """Human-readable 'rows a-b, cols c-d' (end exclusive)."""
-        return (
-            f"rows {self.row}-{self.row + self.height}, cols {self.col}-{self.col + self.width}"
-        )
+        return f"rows {self.row}-{self.row + self.height}, cols {self.col}-{self.col + self.width}"
 
 
 def parse_rect(text: str) -> Rect:
@@ -49,9 +47,7 @@ def parse_rect(text: str) -> Rect:
     except ValueError:
         values = []
     if len(values) != 4 or min(values) < 0 or min(values[2:]) < 1:
-        raise UserInputError(
-            f"bad region '{text}': give ROW,COL,HEIGHT,WIDTH in MS pixels, e.g. 0,0,128,128"
-        )
+        raise UserInputError(f"bad region '{text}': give ROW,COL,HEIGHT,WIDTH in MS pixels, e.g. 0,0,128,128")
     return Rect(*values)
 
 
@@ -93,9 +89,7 @@ def count_patches(rect: Rect, patch: int, stride: int) -> int:
     return ((rect.height - patch) // stride + 1) * ((rect.width - patch) // stride + 1)
 
 
-def carve_validation(
-    rects: list[Rect], fraction: float, patch: int, stride: int
-) -> tuple[list[Rect], Rect]:
+def carve_validation(rects: list[Rect], fraction: float, patch: int, stride: int) -> tuple[list[Rect], Rect]:
     """Split off a validation slab holding about ``fraction`` of the patches.
 
     The slab is the end (bottom or right, along the longer side) of the rectangle with the most

@@ -26,14 +26,30 @@ DATA = Path(__file__).parent / "data"
 
 # file, scale, layout, N, (lr C, h, w), (guide C), (H, W), ratio, has gt
 FIXTURES = {
-    "wv3": ("pancollection/train_wv3_tiny.h5", 2047, "pancollection", 4, (8, 4, 4), 1, (16, 16),
-            4, True),
-    "wv3_full": ("pancollection/test_wv3_OrigScale_tiny.h5", 2047, "pancollection", 2, (8, 8, 8),
-                 1, (32, 32), 4, False),
-    "pavia": ("hyperpan/train_pavia_tiny.h5", 4095, "hyperpan", 3, (12, 4, 4), 1, (16, 16), 4,
-              True),
-    "cave": ("hyperspectral/train_cave_x8_tiny.h5", 1.0, "hyperspectral", 2, (31, 4, 4), 3,
-             (32, 32), 8, True),
+    "wv3": ("pancollection/train_wv3_tiny.h5", 2047, "pancollection", 4, (8, 4, 4), 1, (16, 16), 4, True),
+    "wv3_full": (
+        "pancollection/test_wv3_OrigScale_tiny.h5",
+        2047,
+        "pancollection",
+        2,
+        (8, 8, 8),
+        1,
+        (32, 32),
+        4,
+        False,
+    ),
+    "pavia": ("hyperpan/train_pavia_tiny.h5", 4095, "hyperpan", 3, (12, 4, 4), 1, (16, 16), 4, True),
+    "cave": (
+        "hyperspectral/train_cave_x8_tiny.h5",
+        1.0,
+        "hyperspectral",
+        2,
+        (31, 4, 4),
+        3,
+        (32, 32),
+        8,
+        True,
+    ),
 }
 # the eight elements of the dihedral group: quarter turns x optional row flip
 DIHEDRAL = [(turns, flip, False) for turns in range(4) for flip in (False, True)]
@@ -60,8 +76,9 @@ def write_text(path: Path, text: str) -> str:
     return str(path)
 
 
-def pan_arrays(n: int = 3, bands: int = 4, size: tuple[int, int] = (8, 8), ratio: int = 2,
-               seed: int = 0) -> dict[str, np.ndarray]:
+def pan_arrays(
+    n: int = 3, bands: int = 4, size: tuple[int, int] = (8, 8), ratio: int = 2, seed: int = 0
+) -> dict[str, np.ndarray]:
     """A valid PanCollection sample set at 11-bit DN; ``lms`` is ``ms`` nearest-upsampled."""
     rng = np.random.default_rng(seed)
     gt = rng.uniform(0, 2000, (n, bands, *size))
@@ -257,8 +274,11 @@ BAD_FILES = {
     "inf": (with_value(GOOD, "pan", 2, np.inf), {}, "NaN or Inf pixels in 'pan' sample 2"),
     "exceeds": ({k: v * 20 for k, v in GOOD.items()}, {}, "exceed scale 2047: set scale"),
     "exceeds_16bit": ({k: v * 20 for k, v in GOOD.items()}, {}, "here 65535"),
-    "exceeds_11bit": (GOOD, {"scale": 1023}, "exceed scale 1023: set scale to the data's bit-depth "
-                      "maximum, here 2047"),
+    "exceeds_11bit": (
+        GOOD,
+        {"scale": 1023},
+        "exceed scale 1023: set scale to the data's bit-depth maximum, here 2047",
+    ),
     "normalised": ({k: v / 2047 for k, v in GOOD.items()}, {}, "already normalised to [0, 1]"),
     "negative": (with_value(GOOD, "lms", 0, -5000.0), {}, "far below 0"),
     "no_gt_required": (without(GOOD, "gt"), {"require_gt": True}, "no ground-truth key"),

@@ -297,9 +297,7 @@ def test_chunks_cover_every_band_once() -> None:
 
 
 @pytest.mark.parametrize("elements", [1, 2 * 14 * 14, 2**40])
-def test_mtf_filter_and_wald_independent_of_chunking(
-    elements: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mtf_filter_and_wald_independent_of_chunking(elements: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # FFT grid of 9 x 8 images with a 5 x 5 kernel: 14 x 14, so 1, 2 or all bands per chunk
     gen = torch.Generator().manual_seed(7)
     x = torch.rand(2, 3, 9, 8, dtype=torch.float64, generator=gen)

