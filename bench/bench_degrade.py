@@ -22,7 +22,6 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tens
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,26 +30,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import data.degrade as degrade  # noqa: E402
+from bench.timing import timed  # noqa: E402
 from data.mtf import sensor_kernel  # noqa: E402
 from data.resize import _double_axis, interp23tap  # noqa: E402
 
 RATIO = 4
-
-
-def best_time(
-    fn: Callable[[], torch.Tensor], repeat: int, device: torch.device
-) -> tuple[torch.Tensor, float]:
-    """Result of ``fn()`` and its best wall-clock time in seconds over ``repeat`` runs."""
-    result, best = fn(), float("inf")  # warm-up: caches, allocator
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        result = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return result, best
 
 
 def interp23tap_by_doublings(x: torch.Tensor, ratio: int) -> torch.Tensor:
@@ -78,8 +62,9 @@ def compare(
     device: torch.device,
 ) -> None:
     """Time both formulations and print times, speed ratio and largest difference."""
-    old_out, t_old = best_time(old, repeat, device)
-    new_out, t_new = best_time(new, repeat, device)
+    old(), new()  # warm-up: cached tables, allocator
+    old_out, t_old = timed(old, repeat, device)
+    new_out, t_new = timed(new, repeat, device)
     diff = (old_out - new_out).abs().max().item()
     times = f"old {t_old:7.3f} s   new {t_new:7.3f} s   {t_old / t_new:5.1f}x"
     print(f"  {label:<20} {times}   max |diff| {diff:.1e}")

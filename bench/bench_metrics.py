@@ -29,9 +29,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tens
 import argparse
 import platform
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import timed  # noqa: E402
 from data.resize import upsample  # noqa: E402
 from metrics import (  # noqa: E402
     cc,
@@ -72,20 +71,6 @@ def machine(device: torch.device) -> str:
         f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
     ]
     return "\n".join(lines)
-
-
-def timed(fn: Callable[[], object], repeat: int, device: torch.device) -> tuple[object, float]:
-    """Result of ``fn()`` and its best wall-clock time in seconds over ``repeat`` runs."""
-    best = float("inf")
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        result = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return result, best
 
 
 def smooth(gen: torch.Generator, shape: tuple[int, int, int, int], cells: int) -> torch.Tensor:
