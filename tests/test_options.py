@@ -82,3 +82,20 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(UserInputError, match="not valid YAML"):
         load_options(bad)
+
+
+def test_bad_override_and_ranges_are_user_errors(tmp_path):
+    path = write(tmp_path, BASE)
+    with pytest.raises(UserInputError, match="not valid YAML"):
+        load_options(path, ["train.loss=[1,"])
+    for override, key in [
+        ("val.every=0", "val.every"),
+        ("test.batch_size=0", "test.batch_size"),
+        ("train.optimizer.lr=-1", "train.optimizer.lr"),
+        ("train.loss=[]", "train.loss"),
+        ("train.iterations=0", "train.iterations"),
+        ("data.sensor=WV33", "sensor"),
+        ("data.rgb_bands=[1,2]", "data.rgb_bands"),
+    ]:
+        with pytest.raises(UserInputError, match=key):
+            load_options(path, [override])

@@ -12,6 +12,8 @@ import pytest
 import torch
 import yaml
 
+from utils.tester import strict_json
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "pancollection"
 
@@ -115,7 +117,7 @@ def test_test_script_writes_results(tmp_path):
     results = test_script.main(["--option_path", path])
     (run,) = (tmp_path / "logs" / "pansharpening" / "scored").iterdir()
     saved = json.loads((run / "test_results.json").read_text())
-    assert saved == json.loads(json.dumps(results))
+    assert saved == strict_json(results)  # NaN (Q_avg of 16 x 16 images) stored as null
     reduced = saved["files"][str(FIXTURES / "train_wv3_tiny.h5")]["methods"]
     assert set(reduced) == {"TinyFusion", "EXP (input up)"}
     assert {"SAM", "ERGAS", "Q2n", "SCC"} <= set(reduced["TinyFusion"]["mean"])
@@ -184,3 +186,28 @@ def test_non_finite_loss_can_skip_the_batch(tmp_path, monkeypatch):
     state = latest_state(tmp_path, "skips")
     assert state["step"] == 8
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_refuses_changed_training_options(tmp_path, capsys):
+    path = options_file(tmp_path, "changed", iterations=4)
+    train_script.main(["--option_path", path, "--stop-after", "2"])
+    with pytest.raises(SystemExit) as stop:
+        train_script.main(["--option_path", path, "--set", "train.optimizer.lr=0.01"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "train.optimizer.lr 0.001 -> 0.01" in err and "train.resume: none" in err
+    train_script.main(["--option_path", path, "--set", "train.log_every=1"])  # logging may change
+    assert latest_state(tmp_path, "changed")["step"] == 4
+    assert train_script.main(["--option_path", path]) is not None  # finished: nothing to do
+    assert latest_state(tmp_path, "changed")["step"] == 4
+
+
+def test_worker_errors_are_reported_on_one_line():
+    from utils.errors import UserInputError, one_line
+
+    wrapped = UserInputError(
+        "Caught UserInputError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        'last):\n  File "x.py", line 1\nutils.errors.UserInputError: f.h5: sample 3 has NaN pixels'
+    )
+    assert one_line(wrapped) == "f.h5: sample 3 has NaN pixels"
+    assert one_line(PermissionError(13, "Permission denied", "/x")).startswith("Permission denied: '/x'")

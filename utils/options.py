@@ -46,8 +46,15 @@ class DataOptions:
         return str(Path(self.root) / name)
 
     def check(self) -> None:
+        from data.mtf import canonical_sensor
+
         if self.scale <= 0:
             raise UserInputError(f"option 'data.scale' must be positive, got {self.scale}")
+        canonical_sensor(self.sensor)
+        if self.rgb_bands is not None and (len(self.rgb_bands) != 3 or min(self.rgb_bands) < 0):
+            raise UserInputError(
+                "option 'data.rgb_bands' must be three band indices (0-based), e.g. [4, 2, 1]"
+            )
         if self.num_workers < 0:
             raise UserInputError("option 'data.num_workers' must be 0 or more")
 
@@ -66,6 +73,10 @@ class OptimizerOptions:
     eps: float = 1e-8
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
+
+    def check(self) -> None:
+        if self.lr <= 0:
+            raise UserInputError(f"option 'train.optimizer.lr' must be positive, got {self.lr}")
 
 
 @dataclass
@@ -94,6 +105,12 @@ class TrainOptions:
     def check(self) -> None:
         if (self.epochs is None) == (self.iterations is None):
             raise UserInputError("set exactly one of 'train.epochs' and 'train.iterations'")
+        if (self.epochs or self.iterations) < 1:
+            raise UserInputError("option 'train.epochs' / 'train.iterations' must be at least 1")
+        if not self.loss:
+            raise UserInputError(
+                "option 'train.loss' needs at least one term, e.g. [{name: L1, weight: 1.0}]"
+            )
         for key in ("batch_size", "log_every", "save_every"):
             if getattr(self, key) < 1:
                 raise UserInputError(f"option 'train.{key}' must be at least 1")
@@ -107,6 +124,10 @@ class ValOptions:
     dim_cut: int = 0  # border cut for validation indices (patches are small)
     images: int = 2  # validation images shown in TensorBoard
 
+    def check(self) -> None:
+        if self.every < 1 or self.images < 0 or self.dim_cut < 0:
+            raise UserInputError("options 'val.every' must be >= 1 and 'val.images', 'val.dim_cut' >= 0")
+
 
 @dataclass
 class TestOptions:
@@ -115,6 +136,10 @@ class TestOptions:
     save_images: Literal["mat", "tif", "h5"] | None = None
     batch_size: int = 1
     baseline: bool = True  # also score the upsampled input ('EXP' for 23-tap files)
+
+    def check(self) -> None:
+        if self.batch_size < 1 or self.dim_cut < 0:
+            raise UserInputError("options 'test.batch_size' must be >= 1 and 'test.dim_cut' >= 0")
 
 
 @dataclass
@@ -145,7 +170,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise UserInputError(f"--set expects KEY=VALUE (e.g. train.batch_size=16), got '{text}'")
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        raise UserInputError(
+            f"--set {text}: the value is not valid YAML (quote strings, close brackets)"
+        ) from None
     return key.strip(), value
 
 

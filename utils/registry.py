@@ -67,7 +67,10 @@ class Registry:
                         f"{self.kind} '{name}' has no option '{key}'{suggest(key, params)}; "
                         f"valid: {', '.join(k for k in params if k != 'self')}"
                     )
-        return ctor(**kwargs)
+        try:
+            return ctor(**kwargs)
+        except (TypeError, ValueError) as exc:  # e.g. a string where the model wants a number
+            raise UserInputError(f"{self.kind} '{name}' cannot be built with {kwargs}: {exc}") from None
 
 
 def import_all_modules(package: str) -> None:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from utils.errors import UserInputError
-from utils.options import Options, dump_options
+from utils.options import Options, dump_options, load_options
+from utils.schema import to_dict
 
 LOGGER_NAME = "ramsf"
 
@@ -76,7 +77,7 @@ def setup_logger(run_dir: Path | None, verbose: bool = True) -> logging.Logger:
     """A logger writing to ``run_dir/train.log`` and, when ``verbose``, to the console."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     if run_dir is not None:
@@ -85,6 +86,7 @@ def setup_logger(run_dir: Path | None, verbose: bool = True) -> logging.Logger:
         logger.addHandler(handler)
     if verbose:
         console = logging.StreamHandler(sys.stdout)
+        console.setLevel(logging.INFO)  # training losses (DEBUG) go to the file and TensorBoard only
         console.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(console)
     return logger
@@ -113,6 +115,7 @@ def prepare_training_run(options: Options) -> tuple[Path, Path | None]:
         if found is None:
             return create_run_dir(options), None
         run = found.parent.parent
+        check_same_training(options, run)
         with open(run / "command.txt", "a") as handle:
             handle.write(shlex.join([sys.executable, *sys.argv]) + "\n")
         return run, found
@@ -122,3 +125,57 @@ def prepare_training_run(options: Options) -> tuple[Path, Path | None]:
             f"option 'train.resume' is '{resume}', which is no file: use auto, none or a checkpoint path"
         )
     return create_run_dir(options), path
+
+
+# Options that do not change what is trained: a resumed run may change them.
+NOT_TRAINING = {
+    "train.resume",
+    "log_root",
+    "tensorboard",
+    "device",
+    "demo",
+    "test",
+    "data.root",
+    "data.test_reduced",
+    "data.test_full",
+    "data.num_workers",
+    "train.log_every",
+    "train.save_every",
+    "val.images",
+}
+
+
+def training_signature(options: Options) -> dict[str, object]:
+    """Flat ``{'train.optimizer.lr': 0.0003, ...}`` of the options that decide the trained weights."""
+    tree = to_dict(options)
+    tree["data"]["train"] = options.data.resolve(options.data.train) if options.data.train else None
+    tree["data"]["valid"] = options.data.resolve(options.data.valid) if options.data.valid else None
+    flat: dict[str, object] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if prefix in NOT_TRAINING:
+            return
+        if isinstance(node, dict) and node and prefix != "model":
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else key)
+        else:
+            flat[prefix] = node
+
+    walk(tree, "")
+    return flat
+
+
+def check_same_training(options: Options, run: Path) -> None:
+    """Refuse to resume ``run`` with options that would train something else."""
+    saved = training_signature(load_options(run / "options.yml"))
+    now = training_signature(options)
+    changed = [
+        f"{k} {saved.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+    ]
+    if changed:
+        raise UserInputError(
+            f"the options differ from those of the run being resumed ({run}): {'; '.join(changed[:4])}; "
+            "set train.resume: none to start a new run with them"
+        )

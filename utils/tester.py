@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -15,22 +16,28 @@ from utils.errors import UserInputError
 from utils.evaluation import Scores, evaluate
 from utils.model_record import build_from_record, check_against_record
 from utils.options import Options, model_kwargs
-from utils.run_dir import latest_checkpoint
+from utils.run_dir import list_runs
 from utils.training_parts import select_device
 
 
 def find_checkpoint(options: Options) -> Path:
     """``test.checkpoint``: ``best``/``latest`` of the newest run of these options, or a path."""
     choice = options.test.checkpoint
-    if choice in ("best", "latest"):
-        found = latest_checkpoint(options, f"{choice}.pth")
-        if found is None:
-            raise UserInputError(
-                f"no '{choice}' checkpoint of run '{options.name}' under '{options.log_root}': "
-                "train first (python train.py --option_path ...) or set test.checkpoint to a file"
-            )
-        return found
-    return Path(choice)
+    if choice not in ("best", "latest"):
+        return Path(choice)
+    runs = list_runs(options)
+    if not runs:
+        raise UserInputError(
+            f"no run of '{options.name}' under '{options.log_root}': train first "
+            "(python train.py --option_path ...) or set test.checkpoint to a checkpoint file"
+        )
+    path = runs[-1] / "checkpoints" / f"{choice}.pth"
+    if not path.is_file():
+        hint = (
+            "the run had no validation file: set test.checkpoint: latest" if choice == "best" else "train it"
+        )
+        raise UserInputError(f"the newest run {runs[-1]} has no {choice}.pth: {hint}")
+    return path
 
 
 def load_trained_model(options: Options, path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
@@ -164,7 +171,7 @@ def run_tests(options: Options, log=print) -> dict:
 
 def write_results(results: dict, run_dir: Path) -> None:
     """``test_results.json`` (everything) and ``test_results.csv`` (one row per file, method, index)."""
-    (run_dir / "test_results.json").write_text(json.dumps(results, indent=1))
+    (run_dir / "test_results.json").write_text(json.dumps(strict_json(results), indent=1))
     with open(run_dir / "test_results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "resolution", "method", "index", "mean", "std"])
@@ -181,3 +188,14 @@ def write_results(results: dict, run_dir: Path) -> None:
                             f"{values['std'][key]:.6f}",
                         ]
                     )
+
+
+def strict_json(value):
+    """``value`` with NaN and infinities replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -4,7 +4,9 @@ Training is counted in global steps (optimizer updates). Epoch ``e`` and its bat
 from the step, the sampler's permutation depends on ``(seed, e)`` only, augmentation draws come
 from a generator seeded by ``(seed, step)``, and the scheduler steps once per iteration. A run
 stopped after any checkpoint therefore resumes to exactly the weights of an uninterrupted run
-(on the CPU; on GPUs with ``deterministic: true``).
+on the CPU (tested). On GPUs, ``deterministic: true`` asks for deterministic kernels where
+PyTorch has them (it warns about the others), which brings a resumed run close to, not always
+exactly onto, an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -86,12 +88,13 @@ class Trainer:
         self.step = 0
         self.best = {"value": math.nan, "step": -1}
         self.history: list[dict] = []
-        self.writer = None
-        if options.tensorboard and rank == 0:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.writer = None  # opened by fit(), after a resume, so that curves do not double back
         self.bands = options.data.rgb_bands or default_rgb_bands(self.train_set.lr_channels)
+        if max(self.bands) >= self.train_set.lr_channels:
+            raise UserInputError(
+                f"option 'data.rgb_bands' {self.bands} names a band beyond the data's "
+                f"{self.train_set.lr_channels} bands: use 0-based indices below {self.train_set.lr_channels}"
+            )
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -116,6 +119,12 @@ class Trainer:
 
     def resume_from(self, path: Path) -> None:
         state = load_checkpoint(path)
+        missing = [k for k in ("optimizer", "scheduler", "step", "best") if k not in state]
+        if missing:
+            raise UserInputError(
+                f"checkpoint '{path}' has no {', '.join(missing)} to resume from (a weights-only file?): "
+                "set train.resume: none, or resume from a latest.pth written by train.py"
+            )
         load_model_weights(self.model, state, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -169,6 +178,24 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to the configured length (or to step ``stop_after``); returns the last metrics."""
         end = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
+        if self.step >= self.total_steps:
+            self.log.info(
+                f"this run already finished at step {self.step} ({self.checkpoint_dir}): "
+                "set train.resume: none to start a new run"
+            )
+            return self.history[-1] if self.history else {}
+        if self.options.tensorboard and self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step or None)
+        try:
+            return self.run_steps(end)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def run_steps(self, end: int) -> dict:
+        """The training loop from the current step to ``end``."""
         self.log.info(
             f"training {type(self.model).__name__} ({count_parameters(self.model):,} parameters) on "
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
@@ -188,6 +215,7 @@ class Trainer:
         window: list[float] = []
         start = time.perf_counter()
         while self.step < end:
+            lr = self.optimizer.param_groups[0]["lr"]
             value = self.train_step(next(batches))
             self.scheduler.step()
             self.step += 1
@@ -196,7 +224,7 @@ class Trainer:
                 window.append(value)
                 bar.set_postfix(loss=f"{value:.4g}")
             if self.step % self.options.train.log_every == 0 and window:
-                self.log_training(sum(window) / len(window))
+                self.log_training(sum(window) / len(window), lr)
                 window.clear()
             validate_now = self.valid_set is not None and (
                 self.step % self.val_every_steps == 0 or self.step == self.total_steps
@@ -213,8 +241,8 @@ class Trainer:
             self.finish()
         return self.history[-1] if self.history else {}
 
-    def log_training(self, loss: float) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
+    def log_training(self, loss: float, lr: float) -> None:
+        """Log the mean loss of the last ``log_every`` steps and the learning rate of the last step."""
         if self.writer is not None:
             self.writer.add_scalar("train/loss", loss, self.step)
             self.writer.add_scalar("train/lr", lr, self.step)
@@ -250,8 +278,10 @@ class Trainer:
         kept: list[tuple[dict, torch.Tensor]] = []
 
         def keep(batch: dict, fused: torch.Tensor) -> None:
-            if len(kept) < self.options.val.images:
-                kept.append(({k: v.cpu() for k, v in batch.items() if torch.is_tensor(v)}, fused.cpu()))
+            room = self.options.val.images - sum(f.shape[0] for _, f in kept)
+            if room > 0:
+                part = {k: v[:room].cpu() for k, v in batch.items() if torch.is_tensor(v)}
+                kept.append((part, fused[:room].cpu()))
 
         scores = self.score_validation(self.model, keep)
         means = scores.mean()
@@ -281,7 +311,7 @@ class Trainer:
             self.writer.add_images(f"val/{name}", panel, self.step)
 
     def finish(self) -> None:
-        """Log the final metrics as TensorBoard hparams and close the writer."""
+        """Log the final metrics as TensorBoard hparams (the writer is closed by fit)."""
         if self.writer is None:
             return
         final = self.history[-1] if self.history else {}
@@ -294,7 +324,6 @@ class Trainer:
         self.writer.add_hparams(
             hparams, {f"hparam/{k}": v for k, v in final.items() if k != "step"}, run_name="hparams"
         )
-        self.writer.close()
 
 
 def summary(means: dict[str, float]) -> str:
