@@ -211,3 +211,10 @@ def test_worker_errors_are_reported_on_one_line():
     )
     assert one_line(wrapped) == "f.h5: sample 3 has NaN pixels"
     assert one_line(PermissionError(13, "Permission denied", "/x")).startswith("Permission denied: '/x'")
+
+
+def test_dataset_type_comes_from_the_registry(tmp_path, capsys):
+    path = options_file(tmp_path, "dstype", iterations=2)
+    with pytest.raises(SystemExit):
+        train_script.main(["--option_path", path, "--set", "data.type=FusionH5Datset"])
+    assert "did you mean 'FusionH5Dataset'" in capsys.readouterr().err

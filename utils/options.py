@@ -27,6 +27,7 @@ class DataOptions:
 
     scale: float  # digital-number scale the files are divided by (2047 for WV3, 1023 for GF2)
     root: str | None = None  # folder that relative file names below are resolved against
+    type: str = "FusionH5Dataset"  # a registered dataset class (data.datasets.DATASETS)
     train: str | None = None  # training file (reduced resolution, with gt)
     valid: str | None = None  # validation file (with gt)
     test_reduced: list[str] = field(default_factory=list)  # reduced-resolution test files
@@ -44,6 +45,12 @@ class DataOptions:
         if self.root is None or Path(name).is_absolute():
             return name
         return str(Path(self.root) / name)
+
+    def dataset(self, path: str, **kwargs):
+        """The registered dataset ``type`` reading ``path`` (already resolved) at this scale and layout."""
+        from data.datasets import DATASETS
+
+        return DATASETS.build(self.type, path=path, scale=self.scale, layout=self.layout, **kwargs)
 
     def check(self) -> None:
         from data.mtf import canonical_sensor

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from data.datasets import FusionH5Dataset
 from utils.checkpoint import load_checkpoint, load_model_weights
 from utils.errors import UserInputError
 from utils.evaluation import Scores, evaluate
@@ -122,7 +121,7 @@ def run_tests(options: Options, log=print) -> dict:
     if not files:
         raise UserInputError("no test files: set data.test_reduced and/or data.test_full")
     for file, reduced in files:
-        data = FusionH5Dataset(file, options.data.scale, layout=options.data.layout, require_gt=reduced)
+        data = options.data.dataset(file, require_gt=reduced)
         check_against_record(data, record, file, "test")
         if not reduced and data.has_gt:
             log(f"note: '{file}' has gt but is listed under test_full: scored without reference")

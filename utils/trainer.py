@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import FusionH5Dataset, check_compatible, check_min_size
+from data.datasets import check_compatible, check_min_size
 from utils.checkpoint import load_checkpoint, load_model_weights, save_atomic
 from utils.errors import UserInputError
 from utils.evaluation import Scores, evaluate, fuse, to_device
@@ -55,16 +55,12 @@ class Trainer:
         data = options.data
         if data.train is None:
             raise UserInputError("option 'data.train' is required for training: give the training HDF5 file")
-        self.train_set = FusionH5Dataset(
-            data.resolve(data.train), data.scale, layout=data.layout, ratio=data.ratio, require_gt=True
-        )
+        self.train_set = data.dataset(data.resolve(data.train), ratio=data.ratio, require_gt=True)
         self.record = model_record(options, self.train_set)
         self.valid_set = None
         if data.valid is not None:
-            self.valid_set = FusionH5Dataset(
+            self.valid_set = data.dataset(
                 data.resolve(data.valid),
-                data.scale,
-                layout=data.layout,
                 ratio=self.train_set.ratio,
                 require_gt=True,
                 max_samples=data.max_valid_samples,
