@@ -1,13 +1,17 @@
 """Test a trained model: ``python test.py --option_path option.yml [--set key=value ...]``.
 
 Prints per-image indices and mean +- std for every test file listed in the options, and writes
-``test_results.json`` and ``test_results.csv`` into the checkpoint's run folder.
+``test_results.json`` and ``test_results.csv`` into the checkpoint's run folder (a new run folder
+for a training-free method such as GSA). With a ``compare.methods`` list it scores every listed
+method on the same files instead and writes one comparison table and its charts
+(utils/compare.py, charts/figures.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
 
@@ -26,7 +30,17 @@ def main(argv: list[str] | None = None) -> dict:
         from data.demo import ensure_demo
 
         ensure_demo(options.demo)
-    return run_tests(options)
+    if not options.compare.methods:
+        return run_tests(options)
+    from utils.compare import run_comparison
+
+    results = run_comparison(options)
+    if options.compare.charts:
+        from charts.figures import draw_comparison
+
+        for path in draw_comparison(Path(results["run_dir"]), Path(options.compare.charts), options.name):
+            print(f"wrote {path}")
+    return results
 
 
 if __name__ == "__main__":

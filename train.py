@@ -1,4 +1,8 @@
-"""Train a fusion model: ``python train.py --option_path option.yml [--set key=value ...]``."""
+"""Train a fusion model: ``python train.py --option_path option.yml [--set key=value ...]``.
+
+Several processes (GPUs, or CPU processes with gloo):
+``torchrun --nproc_per_node=N train.py --option_path option.yml`` (see utils/distributed.py).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
 
+from utils.distributed import broadcast_object, init_distributed, shutdown
 from utils.errors import exit_on_user_error
 from utils.options import add_option_arguments, load_options
-from utils.run_dir import prepare_training_run, setup_logger
+from utils.run_dir import find_resume, open_run, setup_logger
 from utils.trainer import Trainer
 from utils.training_parts import seed_everything
 
@@ -31,14 +36,25 @@ def main(argv: list[str] | None = None) -> dict:
         from data.demo import ensure_demo
 
         ensure_demo(options.demo)
-    run_dir, resume_path = prepare_training_run(options)
-    logger = setup_logger(run_dir)
-    logger.info(f"run folder: {run_dir}")
-    seed_everything(options.seed, options.deterministic)
-    trainer = Trainer(options, run_dir, logger)
-    if resume_path is not None:
-        trainer.resume_from(resume_path)
-    return trainer.fit(stop_after=args.stop_after)
+    world = init_distributed(options.device)
+    try:
+        run, resume_path = broadcast_object(find_resume(options) if world.is_main else None, world)
+        logger = setup_logger(None, verbose=world.is_main)
+        seed_everything(options.seed, options.deterministic)
+        # every input (data, model, checkpoint) is checked before anything is written
+        trainer = Trainer(options, None, logger, world)
+        if resume_path is not None:
+            trainer.resume_from(resume_path)
+        trainer.run_dir = broadcast_object(
+            open_run(options, run) if world.is_main else None, world
+        )  # rank 0 makes the run folder; the others write nothing there
+        setup_logger(trainer.run_dir if world.is_main else None, verbose=world.is_main)
+        logger.info(f"run folder: {trainer.run_dir}")
+        if resume_path is not None:
+            logger.info(f"resumed from {resume_path} at step {trainer.step}/{trainer.total_steps}")
+        return trainer.fit(stop_after=args.stop_after)
+    finally:
+        shutdown(world)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,11 @@ def _looks_bands_last(shape: Shape) -> bool:
     return shape[3] < min(shape[1], shape[2])
 
 
+def _bands_first(shape: Shape) -> Shape:
+    """N x H x W x C -> N x C x H x W."""
+    return shape[0], shape[3], shape[1], shape[2]
+
+
 def _check_shapes(path: str, shapes: dict[str, Shape], keys: dict[str, str]) -> None:
     """Sample counts and shapes agree; diagnose bands-last arrays and swapped lr/up keys."""
     counts = {keys[f]: s[0] for f, s in shapes.items()}
@@ -155,13 +160,17 @@ def _check_shapes(path: str, shapes: dict[str, Shape], keys: dict[str, str]) -> 
     problem = _shape_problem(shapes, keys)
     if problem is None:
         return
-    permuted = {f: (s[0], s[3], s[1], s[2]) if _looks_bands_last(s) else s for f, s in shapes.items()}
-    if permuted != shapes and _shape_problem(permuted, keys) is None:
-        last = [keys[f] for f in shapes if permuted[f] != shapes[f]]
-        raise UserInputError(
-            f"{path}: keys {_listing(last)} look like N x H x W x C (bands last? store as "
-            "N x C x H x W, e.g. numpy.transpose(a, (0, 3, 1, 2)))"
-        )
+    candidates = (  # the arrays that look bands last, or all of them (small images, many bands)
+        {f: _bands_first(s) if _looks_bands_last(s) else s for f, s in shapes.items()},
+        {f: _bands_first(s) for f, s in shapes.items()},
+    )
+    for permuted in candidates:
+        if permuted != shapes and _shape_problem(permuted, keys) is None:
+            last = [keys[f] for f in shapes if permuted[f] != shapes[f]]
+            raise UserInputError(
+                f"{path}: keys {_listing(last)} look like N x H x W x C (bands last? store as "
+                "N x C x H x W, e.g. numpy.transpose(a, (0, 3, 1, 2)))"
+            )
     if _shape_problem({**shapes, "lr": shapes["up"], "up": shapes["lr"]}, keys) is None:
         problem = (
             f"'{keys['lr']}' and '{keys['up']}' look swapped "

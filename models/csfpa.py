@@ -93,45 +93,69 @@ def implicit_query(
 ) -> Tensor:
     """Local implicit upsampling of ``feat`` to the grid of ``guide``.
 
-    feat: N x c x h x w, guide: N x g x H x W, mlp: (c + g + 2) -> (c_out + 1) features, its first
-    module a Linear layer. chunk: query pixels (over the whole batch) per MLP call; each call runs
+    feat: N x c x h x w, guide: N x g x H x W, mlp: (c + g + 2) -> (c_out + 1) features, Linear
+    layers with ReLU between them. chunk: query pixels of one image per MLP call; each call runs
     4 * chunk rows. Returns N x c_out x H x W: the softmax(last output)-weighted sum of the four
     predictions.
 
     ``factored=False`` is the plain formulation (the test oracle): concatenate [cell feature,
     guide feature, relative coordinate] for each of the four neighbours and run the MLP.
     ``factored=True`` computes the same function faster: the first layer is linear in its input,
-    so its cell term is computed once per low-resolution cell, its guide term (and bias) once
-    per query pixel instead of four times, and only the coordinate term per neighbour.
+    so its cell term is computed once per low-resolution cell and gathered, its guide term (and
+    bias) once per query pixel instead of four times, and the coordinate term as two fused
+    multiply-adds; the hidden activations are then updated in place (training keeps the
+    out-of-place ops autograd needs).
     """
     n, c, h, w = feat.shape
     out_h, out_w = guide.shape[-2:]
     index, valid, rel = neighbour_tables((h, w), (out_h, out_w), border, feat.dtype, feat.device)
-    cells = feat.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    guides = guide.permute(0, 2, 3, 1).reshape(n * out_h * out_w, guide.shape[1])
+    gather_rows = torch.where(valid, index, h * w)  # row h*w: the zeros invalid cells read
+    cells = feat.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    guides = guide.permute(0, 2, 3, 1).reshape(n, out_h * out_w, guide.shape[1])
     first, rest = mlp[0], mlp[1:]
     if factored:
         w_cell, w_guide, w_rel = first.weight.split([c, guide.shape[1], 2], dim=1)
         cells = cells @ w_cell.T
-        guides = torch.addmm(first.bias, guides, w_guide.T)
-    cells = torch.cat((cells, cells.new_zeros(1, cells.shape[1])))  # the row invalid cells read
+        guides = torch.addmm(first.bias, guides.reshape(-1, guides.shape[-1]), w_guide.T).view(
+            n, -1, w_cell.shape[0]
+        )
+    cells = torch.cat((cells, cells.new_zeros(n, 1, cells.shape[-1])), dim=1)
+    in_place = not torch.is_grad_enabled()
     pixels = out_h * out_w
-    outputs = []
-    for start in range(0, n * pixels, chunk):
-        stop = min(start + chunk, n * pixels)
-        query = torch.arange(start, stop, device=feat.device)
-        image, pixel = torch.div(query, pixels, rounding_mode="floor"), query % pixels
-        gather = torch.where(valid[:, pixel], image * (h * w) + index[:, pixel], n * h * w)
-        if factored:
-            hidden = cells[gather] + guides[start:stop] + rel[:, pixel] @ w_rel.T
-        else:
-            here = guides[start:stop].expand(4, -1, -1)
-            hidden = first(torch.cat((cells[gather], here, rel[:, pixel]), dim=-1))
-        preds = rest(hidden)
-        weights = torch.softmax(preds[..., -1:], dim=0)
-        outputs.append((preds[..., :-1] * weights).sum(dim=0))
-    fused = torch.cat(outputs)
-    return fused.reshape(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+    out = feat.new_empty(n, pixels, rest[-1].out_features - 1)
+    for b in range(n):
+        for start in range(0, pixels, chunk):
+            stop = min(start + chunk, pixels)
+            rows = gather_rows[:, start:stop]
+            neighbours = cells[b].index_select(0, rows.reshape(-1)).view(4, stop - start, -1)
+            if factored:
+                hidden = _first_layer(neighbours, guides[b, start:stop], rel[:, start:stop], w_rel, in_place)
+                preds = _rest(rest, hidden, in_place)
+            else:
+                here = guides[b, start:stop].expand(4, -1, -1)
+                preds = rest(first(torch.cat((neighbours, here, rel[:, start:stop]), dim=-1)))
+            weights = torch.softmax(preds[..., -1:], dim=0)
+            out[b, start:stop] = (preds[..., :-1] * weights).sum(dim=0)
+    return out.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+def _first_layer(neighbours: Tensor, guides: Tensor, rel: Tensor, w_rel: Tensor, in_place: bool) -> Tensor:
+    """Pre-activation of the factored first layer: gathered cell term (4 x P x k, owned) + guide
+    term with bias (P x k) + relative coordinate (4 x P x 2) times its weights (k x 2)."""
+    if not in_place:
+        return neighbours + guides + rel @ w_rel.T
+    neighbours += guides
+    neighbours.addcmul_(rel[..., :1], w_rel[:, 0])
+    return neighbours.addcmul_(rel[..., 1:], w_rel[:, 1])
+
+
+def _rest(layers: nn.Sequential, hidden: Tensor, in_place: bool) -> Tensor:
+    """The MLP after its first Linear (ReLU, Linear, ...), with in-place ReLUs when allowed."""
+    if not in_place:
+        return layers(hidden)
+    for layer in layers:
+        hidden = hidden.relu_() if isinstance(layer, nn.ReLU) else layer(hidden)
+    return hidden
 
 
 def make_mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:

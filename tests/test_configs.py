@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from data.datasets import FusionH5Dataset
+from models import MODELS
 from utils.options import load_options
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data"
-PRESETS = sorted((ROOT / "options").glob("*.yml"))
+ALL_OPTION_FILES = sorted((ROOT / "options").glob("*.yml"))
+PRESETS = [p for p in ALL_OPTION_FILES if not p.stem.startswith(("demo_", "compare_"))]  # the paper's
+DEMO_PEERS = [p for p in ALL_OPTION_FILES if p.stem.startswith("demo_")]
 NARROW = ["model.width=8", "model.guide_width=8", "model.mlp_hidden=[8,8]", "model.stage1_width=4"]
 FIXTURE_OF_LAYOUT = {
     "pancollection": ("pancollection/train_wv3_tiny.h5", "pancollection/test_wv3_OrigScale_tiny.h5"),
@@ -46,10 +49,33 @@ def test_option_file_is_valid(path):
         assert options.train.scheduler.name == "MultiStepLR"
 
 
-@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", DEMO_PEERS, ids=lambda p: p.stem)
+def test_demo_peers_share_the_demo_budget(path):
+    """Each deep peer of the demo comparison trains on RAMSF's data with RAMSF's budget."""
+    peer, ramsf = load_options(path), load_options(ROOT / "option.yml")
+    assert peer.model["name"] in MODELS and peer.model["name"] != "RAMSF"
+    assert peer.data == ramsf.data and peer.val == ramsf.val and peer.test == ramsf.test
+    assert (peer.train.batch_size, peer.train.iterations) == (ramsf.train.batch_size, ramsf.train.iterations)
+    assert peer.train.optimizer.name == ramsf.train.optimizer.name
+    assert peer.train.scheduler.name == ramsf.train.scheduler.name
+
+
+def test_compare_demo_lists_every_method():
+    options = load_options(ROOT / "options" / "compare_demo.yml")
+    trained = {
+        load_options(ROOT / m.option_path).model["name"] for m in options.compare.methods if m.option_path
+    }
+    free = {m.model["name"] for m in options.compare.methods if m.model}
+    assert trained == {"RAMSF", "PNN", "PanNet", "FusionNet"}
+    assert free == {"EXP", "BT-H", "GSA", "BDSD-PC", "PRACS", "MTF-GLP-HPM", "MTF-GLP-FS", "AWLP"}
+
+
+@pytest.mark.parametrize("path", PRESETS + DEMO_PEERS, ids=lambda p: p.stem)
 def test_preset_trains_and_tests_on_its_layout(path, tmp_path):
-    layout = load_options(path).data.layout
+    options = load_options(path)
+    layout = "pancollection" if options.data.layout == "auto" else options.data.layout
     train_file, full_file = FIXTURE_OF_LAYOUT[layout]
+    narrow = NARROW if options.model["name"] == "RAMSF" else []
     scale = 1.0 if layout == "hyperspectral" else (4095 if layout == "hyperpan" else 2047)
     overrides = [
         f"log_root={tmp_path}",
@@ -62,14 +88,16 @@ def test_preset_trains_and_tests_on_its_layout(path, tmp_path):
         "data.num_workers=0",
         "data.sensor=none",  # the fixture has 8 bands whatever the preset's sensor
         "train.epochs=1",
+        "train.iterations=null",
         "train.batch_size=2",
         "test.dim_cut=0",
-        *NARROW,
+        "demo=null",
+        *narrow,
     ]
     argv = ["--option_path", str(path), *[a for o in overrides for a in ("--set", o)]]
     metrics = load_script("train").main(argv)
     samples = len(FusionH5Dataset(str(FIXTURES / train_file), scale))
     assert metrics["step"] == math.ceil(samples / 2)  # one epoch at batch 2
     results = load_script("test").main(argv)
-    scored = results["files"][str(FIXTURES / train_file)]["methods"]["RAMSF"]["mean"]
+    scored = results["files"][str(FIXTURES / train_file)]["methods"][options.model["name"]]["mean"]
     assert 0 <= scored["SAM"] < 90 and scored["ERGAS"] > 0

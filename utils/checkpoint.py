@@ -2,12 +2,15 @@
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed
 over the target (``os.replace`` is atomic on POSIX and Windows), so a kill during the write
-leaves the previous checkpoint intact. Reading uses ``torch.load(weights_only=True)``: no
-arbitrary pickled objects are ever executed.
+leaves the previous checkpoint intact. Such a kill leaves the temporary ``.<name>.*.tmp`` file
+behind; the next save of the same checkpoint deletes it (one writer per checkpoint path), and
+nothing looks for checkpoints under those names. Reading uses ``torch.load(weights_only=True)``:
+no arbitrary pickled objects are ever executed.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +25,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with ``torch.save`` to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -41,6 +45,12 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete the temporary files of ``path`` left by earlier writes that were killed."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

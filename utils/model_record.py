@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from models import MODELS
@@ -9,9 +11,21 @@ from utils.errors import UserInputError
 from utils.options import Options, model_kwargs
 
 
-def model_record(options: Options, data) -> dict:
-    """Model name, options, band counts and ratio (taken from the training ``data``)."""
-    name, kwargs = model_kwargs(options)
+def is_training_free(name: str) -> bool:
+    """True for registered methods that have nothing to train (the classical baselines)."""
+    return not getattr(MODELS.get(name), "needs_training", True)
+
+
+def training_free_record(name: str, kwargs: dict, data, sensor: str) -> dict:
+    """The record of a training-free method sized by ``data``; ``sensor`` fills its MTF preset."""
+    kwargs = dict(kwargs)
+    if "sensor" in inspect.signature(MODELS.get(name)).parameters:
+        kwargs.setdefault("sensor", sensor)
+    return sized_record(name, kwargs, data)
+
+
+def sized_record(name: str, kwargs: dict, data) -> dict:
+    """Name, keyword options, and the band counts and ratio of ``data`` (a dataset)."""
     return {
         "name": name,
         "kwargs": kwargs,
@@ -19,6 +33,17 @@ def model_record(options: Options, data) -> dict:
         "guide_channels": data.guide_channels,
         "ratio": data.ratio,
     }
+
+
+def model_record(options: Options, data) -> dict:
+    """Model name, options, band counts and ratio (taken from the training ``data``)."""
+    name, kwargs = model_kwargs(options)
+    if is_training_free(name):
+        raise UserInputError(
+            f"{name} is a training-free method: nothing to train, score it with "
+            "python test.py --option_path ... (or list it in compare.methods)"
+        )
+    return sized_record(name, kwargs, data)
 
 
 def build_from_record(record: dict) -> nn.Module:

@@ -82,8 +82,11 @@ class OptimizerOptions:
     momentum: float = 0.9  # SGD only
 
     def check(self) -> None:
-        if self.lr <= 0:
-            raise UserInputError(f"option 'train.optimizer.lr' must be positive, got {self.lr}")
+        if not 0 < self.lr < 1e37:  # near 3.4e38 the optimizer's float32 arithmetic overflows
+            raise UserInputError(
+                f"option 'train.optimizer.lr' must be positive and below 1e37, got {self.lr} "
+                "(typical: 1e-4 to 1e-3)"
+            )
 
 
 @dataclass
@@ -105,6 +108,7 @@ class TrainOptions:
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     grad_clip: float | None = None  # max gradient norm
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/Inf loss does
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (fp16: GPUs, with loss scaling)
     resume: str = "auto"  # auto (latest checkpoint of this run name), none, or a checkpoint path
     log_every: int = 10  # iterations between logged training losses
     save_every: int = 200  # iterations between 'latest' checkpoints (also at each validation)
@@ -150,16 +154,61 @@ class TestOptions:
 
 
 @dataclass
+class CompareMethod:
+    """One row of a comparison: a trained model (its option file) or a training-free method."""
+
+    label: str | None = None  # row name; default: the model name
+    option_path: str | None = None  # option file of a trained model (its newest run is used)
+    checkpoint: str = "best"  # best, latest or a .pth path (with option_path)
+    model: dict[str, Any] | None = None  # a training-free method, e.g. {name: GSA}
+
+    def check(self) -> None:
+        if (self.option_path is None) == (self.model is None):
+            raise UserInputError(
+                "each compare.methods entry needs exactly one of 'option_path' (a trained model) "
+                "and 'model' (a training-free method such as {name: GSA})"
+            )
+        if self.model is not None and "name" not in self.model:
+            raise UserInputError("a compare.methods 'model' entry needs a 'name', e.g. {name: GSA}")
+
+
+@dataclass
+class CompareOptions:
+    """``python test.py`` with methods listed here writes one comparison table (utils/compare.py)."""
+
+    methods: list[CompareMethod] = field(default_factory=list)
+    image: int = 0  # test image (index in the first reduced-resolution file) of the visual figure
+    charts: str | None = "charts"  # folder the EP chart and visual comparison are drawn into
+    chart_index: str = "ERGAS"  # the quality index on the EP chart's vertical axis
+    flops: bool = True  # count FLOPs (torch.utils.flop_counter) on one test image
+
+    def check(self) -> None:
+        from metrics.report import FULL_KEYS, REDUCED_KEYS
+
+        if self.image < 0:
+            raise UserInputError("option 'compare.image' must be 0 or more")
+        if self.chart_index not in REDUCED_KEYS + FULL_KEYS:
+            raise UserInputError(
+                f"option 'compare.chart_index' is '{self.chart_index}'; use one of "
+                f"{', '.join(REDUCED_KEYS + FULL_KEYS)}"
+            )
+        labels = [m.label for m in self.methods if m.label is not None]
+        if len(labels) != len(set(labels)):
+            raise UserInputError("compare.methods labels must be unique")
+
+
+@dataclass
 class Options:
     """The whole option file."""
 
     name: str
     task: Literal["pansharpening", "hs_pansharpening", "hsms_fusion"]
     data: DataOptions
-    model: dict[str, Any]  # {name: RAMSF, width: 64, ...}: keyword arguments of the model
+    model: dict[str, Any] = field(default_factory=dict)  # {name: RAMSF, width: 64, ...}
     train: TrainOptions = field(default_factory=TrainOptions)
     val: ValOptions = field(default_factory=ValOptions)
     test: TestOptions = field(default_factory=TestOptions)
+    compare: CompareOptions = field(default_factory=CompareOptions)
     seed: int = 42
     device: str = "auto"  # auto, cpu, cuda, cuda:1
     deterministic: bool = False  # deterministic kernels (exact resume on GPU)
@@ -168,7 +217,7 @@ class Options:
     tensorboard: bool = True
 
     def check(self) -> None:
-        if "name" not in self.model:
+        if "name" not in self.model and not self.compare.methods:
             raise UserInputError("option 'model.name' is required (e.g. RAMSF)")
 
 
@@ -225,6 +274,10 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
 def model_kwargs(options: Options) -> tuple[str, dict[str, Any]]:
     """The model's registered name and its keyword arguments from ``options.model``."""
     spec = dict(options.model)
+    if "name" not in spec:
+        raise UserInputError(
+            "option 'model.name' is required (this file only lists compare.methods: run test.py with it)"
+        )
     name = spec.pop("name")
     if not isinstance(name, str):
         raise UserInputError(f"option 'model.name' must be a string, got {name!r}")

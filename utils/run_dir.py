@@ -54,6 +54,26 @@ def create_run_dir(options: Options) -> Path:
     return path
 
 
+def processor_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), or what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device) -> str:
+    """A readable name of a torch device: the GPU model or the CPU model with its thread count."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{processor_name()}, {torch.get_num_threads()} threads"
+
+
 def environment_report() -> str:
     """Versions of Python, the key packages and the machine, one per line."""
     import h5py
@@ -66,6 +86,7 @@ def environment_report() -> str:
         f"torch {torch.__version__} (cuda available: {torch.cuda.is_available()})",
         f"numpy {numpy.__version__}",
         f"h5py {h5py.__version__}",
+        f"cpu {processor_name()}",
         f"threads {torch.get_num_threads()}",
     ]
     if torch.cuda.is_available():
@@ -101,30 +122,38 @@ def latest_checkpoint(options: Options, name: str = "latest.pth") -> Path | None
     return None
 
 
-def prepare_training_run(options: Options) -> tuple[Path, Path | None]:
-    """The run folder to write to and the checkpoint to resume from (``train.resume``).
+def find_resume(options: Options) -> tuple[Path | None, Path | None]:
+    """The run folder to continue (None: a new one) and the checkpoint to resume from.
 
-    ``auto`` continues the newest run of the same name in its own folder when it has a
-    ``latest.pth``; ``none`` always starts a new run; a path resumes from that file in a new run.
+    ``train.resume: auto`` continues the newest run of the same name in its own folder when it
+    has a ``latest.pth``; ``none`` starts a new run; a path resumes from that file in a new run.
+    Only reads: nothing is written until :func:`open_run`, once every input has been checked.
     """
     resume = options.train.resume
     if resume == "none":
-        return create_run_dir(options), None
+        return None, None
     if resume == "auto":
         found = latest_checkpoint(options)
         if found is None:
-            return create_run_dir(options), None
+            return None, None
         run = found.parent.parent
         check_same_training(options, run)
-        with open(run / "command.txt", "a") as handle:
-            handle.write(shlex.join([sys.executable, *sys.argv]) + "\n")
         return run, found
     path = Path(resume)
     if not path.is_file():
         raise UserInputError(
             f"option 'train.resume' is '{resume}', which is no file: use auto, none or a checkpoint path"
         )
-    return create_run_dir(options), path
+    return None, path
+
+
+def open_run(options: Options, run: Path | None) -> Path:
+    """``run`` with this command line appended to its ``command.txt``, or a new run folder."""
+    if run is None:
+        return create_run_dir(options)
+    with open(run / "command.txt", "a") as handle:
+        handle.write(shlex.join([sys.executable, *sys.argv]) + "\n")
+    return run
 
 
 # Options that do not change what is trained: a resumed run may change them.

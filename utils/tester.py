@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 from utils.checkpoint import load_checkpoint, load_model_weights
 from utils.errors import UserInputError
 from utils.evaluation import Scores, evaluate
-from utils.model_record import build_from_record, check_against_record
+from utils.model_record import build_from_record, check_against_record, is_training_free, training_free_record
 from utils.options import Options, model_kwargs
-from utils.run_dir import list_runs
+from utils.run_dir import create_run_dir, list_runs
 from utils.training_parts import select_device
 
 
@@ -57,6 +57,34 @@ def load_trained_model(options: Options, path: Path, device: torch.device) -> tu
     model = build_from_record(record)
     load_model_weights(model, state, str(path))
     return model.to(device).eval(), record
+
+
+def test_files(options: Options) -> list[tuple[str, bool]]:
+    """(resolved path, has reference) of every test file: reduced-resolution ones first."""
+    resolve = options.data.resolve
+    files = [(resolve(f), True) for f in options.data.test_reduced]
+    files += [(resolve(f), False) for f in options.data.test_full]
+    if not files:
+        raise UserInputError("no test files: set data.test_reduced and/or data.test_full")
+    return files
+
+
+def model_for_testing(options: Options, device: torch.device) -> tuple[torch.nn.Module, dict, Path, str]:
+    """(model in eval mode, its record, the run folder results go to, checkpoint or 'training-free').
+
+    A trained model comes from ``test.checkpoint``; a training-free method is built for the band
+    counts of the first test file and gets a new run folder.
+    """
+    name, kwargs = model_kwargs(options)
+    if is_training_free(name):
+        file, reduced = test_files(options)[0]
+        data = options.data.dataset(file, require_gt=reduced)
+        record = training_free_record(name, kwargs, data, options.data.sensor)
+        return build_from_record(record).to(device).eval(), record, create_run_dir(options), "training-free"
+    path = find_checkpoint(options)
+    model, record = load_trained_model(options, path, device)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return model, record, run_dir, str(path)
 
 
 def format_table(title: str, scores: dict[str, Scores], keys: list[str]) -> str:
@@ -110,19 +138,15 @@ def save_fused(fused: torch.Tensor, scale: float, folder: Path, stem: str, start
 def run_tests(options: Options, log=print) -> dict:
     """Score the trained model (and the upsampled-input baseline) on every test file."""
     device = select_device(options.device)
-    path = find_checkpoint(options)
-    model, record = load_trained_model(options, path, device)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    log(f"checkpoint: {path}")
-    results: dict = {"checkpoint": str(path), "files": {}}
-    resolve = options.data.resolve
-    files = [(resolve(f), True) for f in options.data.test_reduced]
-    files += [(resolve(f), False) for f in options.data.test_full]
-    if not files:
-        raise UserInputError("no test files: set data.test_reduced and/or data.test_full")
-    for file, reduced in files:
+    model, record, run_dir, source = model_for_testing(options, device)
+    log(f"checkpoint: {source}")
+    results: dict = {"checkpoint": source, "files": {}}
+    opened = []  # every file is opened and checked before anything is scored or written
+    for file, reduced in test_files(options):
         data = options.data.dataset(file, require_gt=reduced)
         check_against_record(data, record, file, "test")
+        opened.append((file, reduced, data))
+    for file, reduced, data in opened:
         if not reduced and data.has_gt:
             log(f"note: '{file}' has gt but is listed under test_full: scored without reference")
         stem = Path(file).stem

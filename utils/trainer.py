@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from data.datasets import check_compatible, check_min_size
 from utils.checkpoint import load_checkpoint, load_model_weights, save_atomic
+from utils.distributed import World, barrier, gather_lists, mean_across
 from utils.errors import UserInputError
 from utils.evaluation import Scores, evaluate, fuse, to_device
 from utils.losses import CompositeLoss
@@ -30,8 +31,10 @@ from utils.options import Options
 from utils.training_parts import (
     EpochBatchSampler,
     augment_batch,
+    autocast,
     build_optimizer,
     build_scheduler,
+    grad_scaler,
     select_device,
 )
 from utils.visualize import comparison_panels, default_rgb_bands
@@ -44,13 +47,17 @@ class TrainingDiverged(UserInputError):
 
 
 class Trainer:
-    """Builds everything from the options and runs :meth:`fit`."""
+    """Builds everything from the options and runs :meth:`fit`.
+
+    ``run_dir`` may be None while the inputs are checked (nothing is written then); set it
+    before :meth:`fit`.
+    """
 
     def __init__(
-        self, options: Options, run_dir: Path, logger: logging.Logger, rank: int = 0, world: int = 1
+        self, options: Options, run_dir: Path | None, logger: logging.Logger, world: World | None = None
     ):
         self.options, self.run_dir, self.log = options, run_dir, logger
-        self.rank, self.world = rank, world
+        self.world = world = world or World()
         self.device = select_device(options.device)
         data = options.data
         if data.train is None:
@@ -68,14 +75,28 @@ class Trainer:
             check_compatible(self.train_set, self.valid_set, "validation file")
         if options.train.patch_size is not None:
             check_min_size(self.train_set, options.train.patch_size)
-        self.model = build_from_record(self.record).to(self.device)
+        self.net = build_from_record(self.record).to(self.device)  # what checkpoints hold
+        self.model = self.net  # what training calls: the DDP wrapper under torchrun
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids)
         opts = options.train
-        self.sampler = EpochBatchSampler(len(self.train_set), opts.batch_size, options.seed, rank, world)
+        if opts.batch_size < world.size:
+            raise UserInputError(
+                f"train.batch_size {opts.batch_size} is the global batch and must be at least the "
+                f"number of processes ({world.size}): raise it or start fewer processes"
+            )
+        self.sampler = EpochBatchSampler(
+            len(self.train_set), opts.batch_size, options.seed, world.rank, world.size
+        )
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         by_epochs = opts.epochs is not None
         self.total_steps = opts.epochs * self.steps_per_epoch if by_epochs else opts.iterations
         self.loss = CompositeLoss([(t.name, t.weight) for t in opts.loss])
-        self.optimizer = build_optimizer(self.model.parameters(), opts.optimizer)
+        self.optimizer = build_optimizer(self.net.parameters(), opts.optimizer)
+        self.scaler = grad_scaler(self.device, opts.amp)  # loss scaling for fp16; a no-op otherwise
         unit = self.steps_per_epoch if by_epochs else 1
         self.scheduler = build_scheduler(self.optimizer, opts.scheduler, unit, self.total_steps)
         self.val_every_steps = options.val.every * (
@@ -99,9 +120,10 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "step": self.step,
             "best": dict(self.best),
             "history": list(self.history),
@@ -110,8 +132,9 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
-        if self.rank == 0:
+        if self.world.is_main:
             save_atomic(self.state(), self.checkpoint_dir / name)
+        barrier(self.world)  # no rank runs ahead of a checkpoint it might need
 
     def resume_from(self, path: Path) -> None:
         state = load_checkpoint(path)
@@ -121,13 +144,14 @@ class Trainer:
                 f"checkpoint '{path}' has no {', '.join(missing)} to resume from (a weights-only file?): "
                 "set train.resume: none, or resume from a latest.pth written by train.py"
             )
-        load_model_weights(self.model, state, str(path))
+        load_model_weights(self.net, state, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.best = dict(state["best"])
         self.history = list(state.get("history", []))
-        self.log.info(f"resumed from {path} at step {self.step}/{self.total_steps}")
 
     # ----------------------------------------------------------------- loop
     def batches_from(self, step: int):
@@ -150,25 +174,33 @@ class Trainer:
         self.model.train()
         generator = torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.step)
         if self.options.data.augment:
-            batch = augment_batch(batch, generator)
+            batch = augment_batch(batch, generator, self.world.rank, self.world.size)
         batch = to_device(batch, self.device)
-        loss = self.loss(fuse(self.model, batch), batch["gt"])
-        value = float(loss.detach())
+        with autocast(self.device, self.options.train.amp):
+            fused = fuse(self.model, batch)
+        loss = self.loss(fused.float(), batch["gt"])
+        value = mean_across(float(loss.detach()), self.world, self.device)  # every rank decides alike
         if not math.isfinite(value):
             if self.options.train.nonfinite_loss == "skip":
                 self.log.warning(f"step {self.step + 1}: non-finite loss {value}, batch skipped")
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
+            kept = (
+                f"the last good checkpoint is kept in {self.checkpoint_dir}"
+                if (self.checkpoint_dir / "latest.pth").is_file()
+                else "no checkpoint was saved before it"
+            )
             raise TrainingDiverged(
-                f"the loss became {value} at step {self.step + 1}; the last good checkpoint is "
-                f"kept in {self.checkpoint_dir}: lower train.optimizer.lr, check the data, or set "
-                "train.nonfinite_loss: skip"
+                f"the loss became {value} at step {self.step + 1}; {kept}: lower "
+                "train.optimizer.lr, check the data, or set train.nonfinite_loss: skip"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.options.train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.train.grad_clip)
-        self.optimizer.step()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.options.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return value
 
     def fit(self, stop_after: int | None = None) -> dict:
@@ -180,7 +212,7 @@ class Trainer:
                 "set train.resume: none to start a new run"
             )
             return self.history[-1] if self.history else {}
-        if self.options.tensorboard and self.rank == 0:
+        if self.options.tensorboard and self.world.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step or None)
@@ -193,43 +225,44 @@ class Trainer:
     def run_steps(self, end: int) -> dict:
         """The training loop from the current step to ``end``."""
         self.log.info(
-            f"training {type(self.model).__name__} ({count_parameters(self.model):,} parameters) on "
+            f"training {type(self.net).__name__} ({count_parameters(self.net):,} parameters) on "
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
             f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}"
+            + (f", {self.world.size} processes" if self.world.distributed else "")
         )
         if self.valid_set is not None and self.step == 0:
             self.log_baseline()
-        bar = tqdm(
+        # closed (ending its line) also on errors, so that an error message starts a line
+        with tqdm(
             total=end,
             initial=self.step,
             desc="train",
             unit="step",
-            disable=self.rank != 0,
+            disable=not self.world.is_main,
             dynamic_ncols=True,
-        )
-        batches = self.batches_from(self.step)
-        window: list[float] = []
-        start = time.perf_counter()
-        while self.step < end:
-            lr = self.optimizer.param_groups[0]["lr"]
-            value = self.train_step(next(batches))
-            self.scheduler.step()
-            self.step += 1
-            bar.update(1)
-            if value is not None:
-                window.append(value)
-                bar.set_postfix(loss=f"{value:.4g}")
-            if self.step % self.options.train.log_every == 0 and window:
-                self.log_training(sum(window) / len(window), lr)
-                window.clear()
-            validate_now = self.valid_set is not None and (
-                self.step % self.val_every_steps == 0 or self.step == self.total_steps
-            )
-            if validate_now:
-                self.validate()
-            if validate_now or self.step % self.options.train.save_every == 0 or self.step == end:
-                self.save("latest.pth")
-        bar.close()
+        ) as bar:
+            batches = self.batches_from(self.step)
+            window: list[float] = []
+            start = time.perf_counter()
+            while self.step < end:
+                lr = self.optimizer.param_groups[0]["lr"]
+                value = self.train_step(next(batches))
+                self.scheduler.step()
+                self.step += 1
+                bar.update(1)
+                if value is not None:
+                    window.append(value)
+                    bar.set_postfix(loss=f"{value:.4g}")
+                if self.step % self.options.train.log_every == 0 and window:
+                    self.log_training(sum(window) / len(window), lr)
+                    window.clear()
+                validate_now = self.valid_set is not None and (
+                    self.step % self.val_every_steps == 0 or self.step == self.total_steps
+                )
+                if validate_now:
+                    self.validate()
+                if validate_now or self.step % self.options.train.save_every == 0 or self.step == end:
+                    self.save("latest.pth")
         self.log.info(
             f"stopped at step {self.step}/{self.total_steps} after {time.perf_counter() - start:.1f} s"
         )
@@ -247,13 +280,20 @@ class Trainer:
         self.log.debug(f"step {self.step} loss {loss:.6g} lr {lr:.3g}")
 
     def score_validation(self, model: torch.nn.Module | None, on_batch=None) -> Scores:
-        """Indices of ``model`` (None: the upsampled input ``up``) on the validation file."""
+        """Indices of ``model`` (None: the upsampled input ``up``) on the validation file.
+
+        Under torchrun each rank scores every ``world``-th image; the per-image values are then
+        gathered so that every rank holds the indices of the whole file.
+        """
+        part = self.valid_set
+        if self.world.distributed:
+            part = Subset(self.valid_set, range(self.world.rank, len(self.valid_set), self.world.size))
         loader = DataLoader(
-            self.valid_set,
+            part,
             batch_size=self.options.train.batch_size,
             num_workers=self.options.data.num_workers,
         )
-        return evaluate(
+        scores = evaluate(
             model,
             loader,
             self.device,
@@ -263,6 +303,10 @@ class Trainer:
             sensor=self.options.data.sensor,
             on_batch=on_batch,
         )
+        if self.world.distributed:
+            scores.values = {k: gather_lists(v, self.world) for k, v in scores.values.items()}
+            scores.seconds = gather_lists(scores.seconds, self.world)
+        return scores
 
     def log_baseline(self) -> None:
         """Log the validation indices of the upsampled input, the level a model must beat."""
@@ -279,7 +323,7 @@ class Trainer:
                 part = {k: v[:room].cpu() for k, v in batch.items() if torch.is_tensor(v)}
                 kept.append((part, fused[:room].cpu()))
 
-        scores = self.score_validation(self.model, keep)
+        scores = self.score_validation(self.net, keep)
         means = scores.mean()
         metric = self.options.val.metric
         value = means[metric]

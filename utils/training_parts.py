@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -9,7 +10,7 @@ import random
 import torch
 from torch.utils.data import Sampler
 
-from data.augment import augment_sample
+from data.augment import apply_dihedral, draw_dihedral
 from utils.errors import UserInputError
 from utils.options import OptimizerOptions, SchedulerOptions
 
@@ -69,27 +70,42 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield batch[self.rank :: self.world]
 
 
-def augment_batch(batch: dict, generator: torch.Generator) -> dict:
+def augment_batch(batch: dict, generator: torch.Generator, rank: int = 0, world: int = 1) -> dict:
     """Random flips and quarter turns, one draw per sample, the same for all its fields.
 
     Drawing in the main process from a generator seeded per step keeps augmentation exactly
-    reproducible on resume, whatever the number of DataLoader workers.
+    reproducible on resume, whatever the number of DataLoader workers. Under torchrun the draws
+    are made for the whole global batch and rank r applies those of its samples (global
+    positions r, r + world, ...), so every sample is transformed as in a single process.
     """
     keys = [k for k in ("lr", "up", "guide", "gt") if k in batch]
-    samples = [
-        augment_sample({k: batch[k][i] for k in keys}, generator) for i in range(batch[keys[0]].shape[0])
-    ]
+    count = batch[keys[0]].shape[0]
+    height, width = batch["up"].shape[-2:]
+    draws = [draw_dihedral(height == width, generator) for _ in range(rank + (count - 1) * world + 1)]
+    samples = [{k: apply_dihedral(batch[k][i], draws[rank + i * world]) for k in keys} for i in range(count)]
     return {**batch, **{k: torch.stack([s[k] for s in samples]) for k in keys}}
 
 
 def build_optimizer(params, opts: OptimizerOptions) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD from the options."""
-    if opts.name == "SGD":
-        return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
-    if len(opts.betas) != 2:
+    """Adam, AdamW or SGD from the options; values that torch refuses are a user error."""
+    params = list(params)
+    if not any(p.requires_grad for p in params):
+        raise UserInputError(
+            "the model has no trainable parameters, so there is nothing to train: "
+            "set model.name to a network with parameters"
+        )
+    if opts.name != "SGD" and len(opts.betas) != 2:
         raise UserInputError("option 'train.optimizer.betas' must hold two numbers, e.g. [0.9, 0.999]")
-    cls = torch.optim.Adam if opts.name == "Adam" else torch.optim.AdamW
-    return cls(params, lr=opts.lr, betas=tuple(opts.betas), eps=opts.eps, weight_decay=opts.weight_decay)
+    try:
+        if opts.name == "SGD":
+            return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
+        cls = torch.optim.Adam if opts.name == "Adam" else torch.optim.AdamW
+        return cls(params, lr=opts.lr, betas=tuple(opts.betas), eps=opts.eps, weight_decay=opts.weight_decay)
+    except ValueError as exc:  # torch checks the ranges: betas in [0, 1), eps, weight_decay >= 0
+        raise UserInputError(
+            f"option 'train.optimizer' is refused by {opts.name} ({exc}): use betas in [0, 1) "
+            "and eps, weight_decay, momentum >= 0"
+        ) from None
 
 
 def build_scheduler(
@@ -108,3 +124,26 @@ def build_scheduler(
             optimizer, max(total_steps, 1), eta_min=opts.eta_min
         )
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """fp16 needs a GPU (loss scaling is a CUDA feature); bf16 runs on GPUs and CPUs."""
+    if amp == "fp16" and device.type != "cuda":
+        raise UserInputError("train.amp: fp16 needs a CUDA device: use bf16 on the CPU, or none")
+
+
+def autocast(device: torch.device, amp: str):
+    """``torch.autocast`` in bf16/fp16 for ``amp`` 'bf16'/'fp16', a no-op context for 'none'."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    check_amp(device, amp)
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
+    """Dynamic loss scaling for fp16 (disabled, a pass-through, otherwise)."""
+    check_amp(device, amp)
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
