@@ -218,3 +218,34 @@ def test_dataset_type_comes_from_the_registry(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_script.main(["--option_path", path, "--set", "data.type=FusionH5Datset"])
     assert "did you mean 'FusionH5Dataset'" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains_and_fp16_needs_a_gpu(tmp_path, capsys):
+    """train.amp: bf16 runs on the CPU (float32 loss and weights, loss close to float32's);
+    fp16 on the CPU is refused with one line."""
+    path = options_file(tmp_path, "amp", iterations=3, save_every=3)
+    full = train_script.main(
+        ["--option_path", path, "--set", "data.valid=null", "--set", "log_root=" + str(tmp_path / "a")]
+    )
+    half = train_script.main(
+        [
+            "--option_path",
+            path,
+            "--set",
+            "data.valid=null",
+            "--set",
+            "train.amp=bf16",
+            "--set",
+            "log_root=" + str(tmp_path / "b"),
+        ]
+    )
+    assert full == half == {}  # no validation file: no metrics history
+    a = torch.load(next((tmp_path / "a").rglob("latest.pth")), weights_only=True)["model"]
+    b = torch.load(next((tmp_path / "b").rglob("latest.pth")), weights_only=True)["model"]
+    assert all(v.dtype == torch.float32 for v in b.values())
+    diffs = [(a[k] - b[k]).abs().max().item() for k in a]
+    assert 0 < max(diffs) < 1e-2  # bf16 rounding changes the steps a little, not the direction
+    with pytest.raises(SystemExit) as stop:
+        train_script.main(["--option_path", path, "--set", "train.amp=fp16", "--set", "train.resume=none"])
+    assert stop.value.code == 2
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err
