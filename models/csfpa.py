@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from models.blocks import ConvPReLU
 
 BORDERS = ("zero", "clamp")
+FACTORED_CHOICES = (True, False, "inference")
 
 
 def axis_neighbours(
@@ -89,7 +90,7 @@ def implicit_query(
     mlp: nn.Sequential,
     border: str = "zero",
     chunk: int = 16384,
-    factored: bool = True,
+    factored: bool | str = "inference",
 ) -> Tensor:
     """Local implicit upsampling of ``feat`` to the grid of ``guide``.
 
@@ -103,9 +104,14 @@ def implicit_query(
     ``factored=True`` computes the same function faster: the first layer is linear in its input,
     so its cell term is computed once per low-resolution cell and gathered, its guide term (and
     bias) once per query pixel instead of four times, and the coordinate term as two fused
-    multiply-adds; the hidden activations are then updated in place (training keeps the
-    out-of-place ops autograd needs).
+    multiply-adds; the hidden activations are then updated in place (with gradients, the
+    out-of-place ops autograd needs). ``factored="inference"`` (the default) uses it only when
+    gradients are off: in training the plain form measured as fast or faster on the CPU, as its
+    backward pass scatters c-wide instead of hidden-wide gathered rows (bench/bench_ramsf.py).
     """
+    if factored not in FACTORED_CHOICES:
+        raise ValueError(f"factored must be one of {FACTORED_CHOICES}, got {factored!r}")
+    factored = factored is True or (factored == "inference" and not torch.is_grad_enabled())
     n, c, h, w = feat.shape
     out_h, out_w = guide.shape[-2:]
     index, valid, rel = neighbour_tables((h, w), (out_h, out_w), border, feat.dtype, feat.device)
@@ -181,7 +187,7 @@ class QueryStage(nn.Module):
         hidden: Sequence[int],
         border: str,
         chunk: int,
-        factored: bool = True,
+        factored: bool | str = "inference",
     ):
         super().__init__()
         self.mlp = make_mlp(in_channels + guide_width + 2, hidden, out_channels + 1)
@@ -211,7 +217,7 @@ class CSFPA(nn.Module):
         stages: int,
         border: str,
         chunk: int,
-        factored: bool = True,
+        factored: bool | str = "inference",
     ):
         super().__init__()
         self.detail_encoder = ConvPReLU(width // 4, guide_width)

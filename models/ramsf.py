@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from models import MODELS
 from models.blocks import check_fusion_inputs
-from models.csfpa import BORDERS, CSFPA
+from models.csfpa import BORDERS, CSFPA, FACTORED_CHOICES
 from models.lhsdr import LHSDR
 from utils.errors import UserInputError
 
@@ -113,10 +113,12 @@ class RAMSF(nn.Module):
     channels between stages; ll_fusion: learned fusion of both LL bands instead of the guide's
     alone; border: 'zero' (released) or 'clamp' (LIIF); query_chunk: query pixels per MLP call
     (bounds memory); stages: number of implicit stages (default 1 for ratio 2, else 2);
-    factored_query: the fast, equivalent formulation of the query MLP's first layer (False runs
-    the plain per-neighbour concatenation, kept as the test oracle); channels_last: convolution
-    weights and inputs in N x H x W x C memory order (faster convolutions on CPUs and GPUs, and
-    the query's feature gathers read rows directly; the same function to float rounding).
+    factored_query: the fast, equivalent formulation of the query MLP's first layer: True always,
+    'inference' (default) only without gradients (in training the plain form is as fast on the
+    CPU), False never (the plain per-neighbour concatenation, kept as the test oracle);
+    channels_last: convolution weights and inputs in N x H x W x C memory order (faster
+    convolutions on CPUs and GPUs, and the query's feature gathers read rows directly; the same
+    function to float rounding).
     """
 
     def __init__(
@@ -132,13 +134,17 @@ class RAMSF(nn.Module):
         border: str = "zero",
         query_chunk: int = 4096,
         stages: int | None = None,
-        factored_query: bool = True,
+        factored_query: bool | str = "inference",
         channels_last: bool = True,
     ):
         super().__init__()
         ratio = integer_ratio(ratio)
         stages = default_stages(ratio) if stages is None else stages
         _check_options(ratio, width, mlp_hidden, border, query_chunk, stages)
+        if factored_query not in FACTORED_CHOICES:
+            raise UserInputError(
+                f"RAMSF factored_query must be true, false or 'inference', got {factored_query!r}"
+            )
         self.lr_channels = lr_channels
         self.guide_channels = guide_channels
         self.lhsdr = LHSDR(lr_channels, guide_channels, width, ll_fusion)

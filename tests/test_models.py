@@ -136,7 +136,9 @@ def test_chunked_query_equals_unchunked_and_follows_dtype():
 @pytest.mark.parametrize("ratio, border", [(2, "zero"), (4, "zero"), (3, "clamp"), (8, "zero")])
 def test_factored_query_equals_the_plain_oracle(ratio, border):
     """The fast first-layer factorisation computes the plain per-neighbour MLP's function."""
-    fast = MODELS.build("RAMSF", lr_channels=6, guide_channels=1, ratio=ratio, border=border)
+    fast = MODELS.build(
+        "RAMSF", lr_channels=6, guide_channels=1, ratio=ratio, border=border, factored_query=True
+    )
     plain = MODELS.build(
         "RAMSF", lr_channels=6, guide_channels=1, ratio=ratio, border=border, factored_query=False
     )
