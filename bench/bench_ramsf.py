@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from models import MODELS
-from utils.training_parts import AMP_DTYPES
+from utils.training_parts import AMP_DTYPES, autocast
 
 
 def build(fast: bool, device: torch.device) -> torch.nn.Module:
@@ -61,12 +61,7 @@ def peak_rss_mb() -> float:
 def run_case(case: dict) -> dict:
     """One measurement in this process: {'seconds': ..., 'peak_mb': ..., ...}."""
     device = torch.device(case["device"])
-    amp = case.get("amp", "none")
-    context = (
-        torch.autocast(device.type, dtype=AMP_DTYPES[amp])
-        if amp != "none"
-        else torch.autocast("cpu", enabled=False)
-    )
+    context = autocast(device, case.get("amp", "none"))
     model = build(case["fast"], device)
     if case["kind"] == "train":
         lr, up, guide, gt = inputs(64, 32, device)

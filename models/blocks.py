@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from torch import Tensor, nn
 
 from utils.errors import UserInputError
@@ -65,3 +67,11 @@ def check_fusion_inputs(lr: Tensor, up: Tensor, guide: Tensor, lr_channels: int,
             f"up {tuple(up.shape)} and guide {tuple(guide.shape)} must share batch size and "
             f"H x W (and lr {tuple(lr.shape)} the batch size)"
         )
+
+
+def checked_ratio(model: str, ratio: numbers.Real) -> int:
+    """``ratio`` as an int (4, 4.0 or numpy 4 -> 4); anything not an integer >= 2 is a
+    UserInputError naming ``model``."""
+    if isinstance(ratio, numbers.Real) and float(ratio).is_integer() and ratio >= 2:
+        return int(ratio)
+    raise UserInputError(f"{model} needs an integer ratio >= 2 (H / h of the data), got {ratio!r}")

@@ -16,12 +16,15 @@ band, and every formula below broadcasts over that band axis.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from data.resize import interp23tap, upsample
 from models import MODELS
+from models.blocks import check_fusion_inputs
 
 
 def least_squares(design: Tensor, target: Tensor) -> Tensor:
@@ -73,7 +76,7 @@ def synthetic_pan(lr: Tensor, guide: Tensor, ratio: int) -> Tensor:
     return torch.einsum("nkhw,nkc->nchw", full, coef)
 
 
-class ClassicalFusion(nn.Module):
+class ClassicalFusion(nn.Module, abc.ABC):
     """Base of the training-free methods: ``forward(lr, up, guide)`` like every model.
 
     lr: N x C x h x w, up: N x C x H x W (the data's upsampled ``lr``), guide: N x G x H x W;
@@ -89,11 +92,12 @@ class ClassicalFusion(nn.Module):
         self.ratio = ratio
         self.sensor = sensor
 
+    @abc.abstractmethod
     def fuse(self, lr: Tensor, up: Tensor, pan: Tensor) -> Tensor:
         """The method on float64 tensors; ``pan`` is N x 1 x H x W, or N x C x H x W (one per band)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement fuse(lr, up, pan)")
 
     def forward(self, lr: Tensor, up: Tensor, guide: Tensor) -> Tensor:
+        check_fusion_inputs(lr, up, guide, self.lr_channels, self.guide_channels)
         lr64, up64, guide64 = lr.double(), up.double(), guide.double()
         pan = guide64 if guide64.shape[1] == 1 else synthetic_pan(lr64, guide64, self.ratio)
         return self.fuse(lr64, up64, pan).to(up.dtype)

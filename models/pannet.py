@@ -12,22 +12,13 @@ network only predicts the missing detail. A multi-band guide is high-passed band
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models import MODELS
-from models.blocks import check_fusion_inputs
+from models.blocks import check_fusion_inputs, checked_ratio
 from utils.errors import UserInputError
-
-
-def checked_ratio(model: str, ratio: numbers.Real) -> int:
-    """``ratio`` as an int (4, 4.0 -> 4); anything not an integer >= 2 is a UserInputError."""
-    if isinstance(ratio, numbers.Real) and float(ratio).is_integer() and ratio >= 2:
-        return int(ratio)
-    raise UserInputError(f"{model} needs an integer ratio >= 2 (H / h of the data), got {ratio!r}")
 
 
 def box_highpass(x: Tensor, size: int) -> Tensor:

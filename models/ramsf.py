@@ -7,7 +7,6 @@ prefixes to ours; ``load_released_checkpoint`` reads such a file (or one saved w
 
 from __future__ import annotations
 
-import numbers
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from models import MODELS
-from models.blocks import check_fusion_inputs
+from models.blocks import check_fusion_inputs, checked_ratio
 from models.csfpa import BORDERS, CSFPA, FACTORED_CHOICES
 from models.lhsdr import LHSDR
 from utils.errors import UserInputError
@@ -69,13 +68,6 @@ def released_name(ours: str) -> str:
 def default_stages(ratio: int) -> int:
     """Number of implicit stages: 1 for ratio 2 (h -> H), else 2 (h -> H/2 -> H, as released)."""
     return 1 if ratio <= 2 else 2
-
-
-def integer_ratio(ratio: numbers.Real) -> int:
-    """``ratio`` as an int (4, 4.0 or numpy 4 -> 4); anything else below 2 is a UserInputError."""
-    if isinstance(ratio, numbers.Real) and float(ratio).is_integer() and ratio >= 2:
-        return int(ratio)
-    raise UserInputError(f"RAMSF needs an integer ratio >= 2 (H / h of the data), got {ratio!r}")
 
 
 def _check_options(
@@ -138,7 +130,7 @@ class RAMSF(nn.Module):
         channels_last: bool = True,
     ):
         super().__init__()
-        ratio = integer_ratio(ratio)
+        ratio = checked_ratio("RAMSF", ratio)
         stages = default_stages(ratio) if stages is None else stages
         _check_options(ratio, width, mlp_hidden, border, query_chunk, stages)
         if factored_query not in FACTORED_CHOICES:

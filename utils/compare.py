@@ -22,13 +22,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from data.datasets import check_compatible
 from metrics.report import FULL_KEYS, HIGHER_IS_BETTER, REDUCED_KEYS
-from models import MODELS
 from utils.errors import UserInputError
 from utils.evaluation import Scores, evaluate, fuse, to_device
-from utils.model_record import build_from_record, check_against_record, training_free_record
+from utils.model_record import check_against_record, is_training_free
 from utils.options import CompareMethod, Options, load_options
 from utils.run_dir import create_run_dir, device_name
-from utils.tester import find_checkpoint, load_trained_model, strict_json, test_files
+from utils.tester import find_checkpoint, load_trained_model, strict_json, test_files, training_free_model
 from utils.training_parts import select_device
 from utils.visualize import default_rgb_bands
 
@@ -40,13 +39,13 @@ def load_method(
     if entry.model is not None:
         spec = dict(entry.model)
         name = spec.pop("name")
-        if getattr(MODELS.get(name), "needs_training", True):
+        if not is_training_free(name):
             raise UserInputError(
                 f"compare.methods lists {name} as 'model' but it must be trained: give the "
                 "option_path of its training run instead"
             )
-        record = training_free_record(name, spec, data, options.data.sensor)
-        return entry.label or name, build_from_record(record).to(device).eval(), "training-free"
+        model, _ = training_free_model(name, spec, data, options.data.sensor, device)
+        return entry.label or name, model, "training-free"
     trained = load_options(entry.option_path)
     trained.test.checkpoint = entry.checkpoint
     path = find_checkpoint(trained)

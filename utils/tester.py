@@ -79,12 +79,21 @@ def model_for_testing(options: Options, device: torch.device) -> tuple[torch.nn.
     if is_training_free(name):
         file, reduced = test_files(options)[0]
         data = options.data.dataset(file, require_gt=reduced)
-        record = training_free_record(name, kwargs, data, options.data.sensor)
-        return build_from_record(record).to(device).eval(), record, create_run_dir(options), "training-free"
+        model, record = training_free_model(name, kwargs, data, options.data.sensor, device)
+        return model, record, create_run_dir(options), "training-free"
     path = find_checkpoint(options)
     model, record = load_trained_model(options, path, device)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return model, record, run_dir, str(path)
+
+
+def training_free_model(
+    name: str, kwargs: dict, data, sensor: str, device: torch.device
+) -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on ``device``, its record) of a training-free method sized by ``data``;
+    ``sensor`` fills its MTF preset."""
+    record = training_free_record(name, kwargs, data, sensor)
+    return build_from_record(record).to(device).eval(), record
 
 
 def format_table(title: str, scores: dict[str, Scores], keys: list[str]) -> str:
