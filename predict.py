@@ -2,7 +2,7 @@
 
 Reads the guide (PAN, or the high-resolution MS/RGB image) and the low-resolution image as
 GeoTIFF (or .npy bands first / .mat bands last), fuses them in overlapping tiles with bounded
-memory (utils/tiling.py: the result equals one pass over the scene), and writes a float32
+memory (engine/tiling.py: the result equals one pass over the scene), and writes a float32
 GeoTIFF in digital numbers with the guide's georeferencing tags, band-sequential, written tile
 by tile into a memory-mapped file. The model comes from the checkpoint (default: the option
 file's ``test.checkpoint``, i.e. the best of its newest run); ``data.scale`` from the options.
@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
-
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
 
 import numpy as np
 import tifffile
 from tqdm import tqdm
 
 from data.scene import TIFF_SUFFIXES, read_image
+from engine.options import add_option_arguments, load_options
+from engine.tester import find_checkpoint, load_trained_model
+from engine.tiling import TILE_MULTIPLE, fuse_tiled
+from engine.training_parts import select_device
 from utils.errors import UserInputError, exit_on_user_error
-from utils.options import add_option_arguments, load_options
-from utils.tester import find_checkpoint, load_trained_model
-from utils.tiling import TILE_MULTIPLE, fuse_tiled
-from utils.training_parts import select_device
 
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # pixel scale, tie point, transform, GeoKeys
 

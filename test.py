@@ -4,20 +4,17 @@ Prints per-image indices and mean +- std for every test file listed in the optio
 ``test_results.json`` and ``test_results.csv`` into the checkpoint's run folder (a new run folder
 for a training-free method such as GSA). With a ``compare.methods`` list it scores every listed
 method on the same files instead and writes one comparison table and its charts
-(utils/compare.py, charts/figures.py).
+(engine/compare.py, charts/figures.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
-
+from engine.options import add_option_arguments, load_options
+from engine.tester import run_tests
 from utils.errors import exit_on_user_error
-from utils.options import add_option_arguments, load_options
-from utils.tester import run_tests
 
 
 @exit_on_user_error
@@ -32,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
         ensure_demo(options.demo)
     if not options.compare.methods:
         return run_tests(options)
-    from utils.compare import run_comparison
+    from engine.compare import run_comparison
 
     results = run_comparison(options)
     if options.compare.charts:

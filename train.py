@@ -1,22 +1,19 @@
 """Train a fusion model: ``python train.py --option_path option.yml [--set key=value ...]``.
 
 Several processes (GPUs, or CPU processes with gloo):
-``torchrun --nproc_per_node=N train.py --option_path option.yml`` (see utils/distributed.py).
+``torchrun --nproc_per_node=N train.py --option_path option.yml`` (see engine/distributed.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
-
-from utils.distributed import broadcast_object, init_distributed, shutdown
+from engine.distributed import broadcast_object, init_distributed, shutdown
+from engine.options import add_option_arguments, load_options
+from engine.run_dir import find_resume, log_to_file, open_run, setup_logger
+from engine.trainer import Trainer
+from engine.training_parts import seed_everything
 from utils.errors import exit_on_user_error
-from utils.options import add_option_arguments, load_options
-from utils.run_dir import find_resume, open_run, setup_logger
-from utils.trainer import Trainer
-from utils.training_parts import seed_everything
 
 
 @exit_on_user_error
@@ -39,20 +36,20 @@ def main(argv: list[str] | None = None) -> dict:
     world = init_distributed(options.device)
     try:
         run, resume_path = broadcast_object(find_resume(options) if world.is_main else None, world)
-        logger = setup_logger(None, verbose=world.is_main)
+        logger = setup_logger(verbose=world.is_main)
         seed_everything(options.seed, options.deterministic)
         # every input (data, model, checkpoint) is checked before anything is written
-        trainer = Trainer(options, None, logger, world)
+        trainer = Trainer(options, logger, world)
         if resume_path is not None:
             trainer.resume_from(resume_path)
-        trainer.run_dir = broadcast_object(
-            open_run(options, run) if world.is_main else None, world
-        )  # rank 0 makes the run folder; the others write nothing there
-        setup_logger(trainer.run_dir if world.is_main else None, verbose=world.is_main)
-        logger.info(f"run folder: {trainer.run_dir}")
+        # rank 0 opens the run folder and tells the others, which write nothing there
+        run_dir = broadcast_object(open_run(options, run) if world.is_main else None, world)
+        if world.is_main:
+            log_to_file(logger, run_dir)
+            logger.info(f"run folder: {run_dir}")
         if resume_path is not None:
             logger.info(f"resumed from {resume_path} at step {trainer.step}/{trainer.total_steps}")
-        return trainer.fit(stop_after=args.stop_after)
+        return trainer.fit(run_dir, stop_after=args.stop_after)
     finally:
         shutdown(world)
 

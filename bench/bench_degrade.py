@@ -3,7 +3,7 @@
 Run from the repository root: ``python bench/bench_degrade.py [--device cuda] [--repeat 3]``.
 
 1. ``interp23tap`` (ratio 4, float64): the old formulation, log2(ratio) 23-tap doublings of the
-   whole tensor (``data.resize._double_axis``, still what builds the new block matrices),
+   whole tensor (``protocols.resize._double_axis``, still what builds the new block matrices),
    against the new banded block-matrix product, on the WV3 test-set sizes (20 x 8 and
    20 x 1 x 128 x 128) and on one 8-band 512 x 512 scene.
 2. ``mtf_filter`` (WV3 41 x 41 kernels, float64) on 20 x 8 x 512 x 512: the old formulation,
@@ -16,10 +16,6 @@ old / new and the largest absolute difference between the two results (inputs in
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
-
 import argparse
 import sys
 from collections.abc import Callable
@@ -29,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import data.degrade as degrade  # noqa: E402
+import protocols.degrade as degrade  # noqa: E402
 from bench.timing import timed  # noqa: E402
-from data.mtf import sensor_kernel  # noqa: E402
-from data.resize import _double_axis, interp23tap  # noqa: E402
+from protocols.mtf import sensor_kernel  # noqa: E402
+from protocols.resize import _double_axis, interp23tap  # noqa: E402
 
 RATIO = 4
 

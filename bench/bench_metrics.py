@@ -22,11 +22,8 @@ is timed once.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages: large CPU tensors allocate faster
-
 import argparse
+import os
 import platform
 import sys
 import warnings
@@ -40,7 +37,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import timed  # noqa: E402
-from data.resize import upsample  # noqa: E402
 from metrics import (  # noqa: E402
     cc,
     cut_border,
@@ -57,6 +53,7 @@ from metrics import (  # noqa: E402
     scc,
     ssim,
 )
+from protocols.resize import upsample  # noqa: E402
 
 N_IMAGES, BANDS, RATIO = 20, 8, 4
 REDUCED_SIZE, FULL_SIZE = 256, 512

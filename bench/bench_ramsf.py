@@ -9,14 +9,13 @@ seconds, less memory).
 Training: patches/s of full training steps (forward, L1 loss, backward, Adam) of the released
 RAMSF (d = 64, MLP 256-128) on WV3-like 8-band 64 x 64 patches, ratio 4, batch 32. Inference:
 seconds and peak memory (resident set growth on the CPU, ``max_memory_allocated`` on a GPU) of
-one image; the scene is fused in 512-pixel tiles (utils/tiling.py, as predict.py does).
+one image; the scene is fused in 512-pixel tiles (engine/tiling.py, as predict.py does).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -24,13 +23,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import numpy as np
 import torch
 
+from engine.training_parts import AMP_DTYPES, autocast
 from models import MODELS
-from utils.training_parts import AMP_DTYPES, autocast
 
 
 def build(fast: bool, device: torch.device) -> torch.nn.Module:
@@ -83,7 +81,7 @@ def run_case(case: dict) -> dict:
         return {"seconds_per_step": seconds, "patches_per_s": 32 / seconds}
     model.eval()
     if case["kind"] == "scene":
-        from utils.tiling import fuse_tiled
+        from engine.tiling import fuse_tiled
 
         size = case["size"]
         rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The paper's comparison figures, drawn from a comparison run (utils/compare.py) with matplotlib.
+"""The paper's comparison figures, drawn from a comparison run (engine/compare.py) with matplotlib.
 
 - Efficiency-performance (EP) chart: one quality index against the time per image (log axis),
   marker area proportional to the parameter count (training-free methods: open diamonds).
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.visualize import rgb_composite, stretch_limits
 from metrics.report import HIGHER_IS_BETTER
 from utils.errors import UserInputError
-from utils.visualize import rgb_composite, stretch_limits
 
 PANELS_PER_ROW = 7
 

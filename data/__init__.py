@@ -1,1 +1,1 @@
-"""Data: HDF5 datasets of the public layouts, degradation protocols, demo preparation."""
+"""Data: HDF5 datasets of the public layouts, augmentation, scene preparation and the demo."""

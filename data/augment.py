@@ -28,15 +28,3 @@ def apply_dihedral(image: torch.Tensor, transform: Dihedral) -> torch.Tensor:
     out = torch.rot90(image, turns, dims=(-2, -1)) if turns else image
     dims = [d for d, on in ((-2, flip_rows), (-1, flip_cols)) if on]
     return (torch.flip(out, dims) if dims else out).contiguous()
-
-
-def augment_sample(
-    sample: dict[str, torch.Tensor], generator: torch.Generator | None = None
-) -> dict[str, torch.Tensor]:
-    """Apply one random dihedral transform to every C x H x W tensor of ``sample``.
-
-    Rotations are drawn only when the high-resolution field ``up`` is square.
-    """
-    height, width = sample["up"].shape[-2:]
-    transform = draw_dihedral(height == width, generator)
-    return {name: apply_dihedral(image, transform) for name, image in sample.items()}

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.augment import augment_sample
 from utils.errors import UserInputError
 from utils.registry import Registry, suggest
 
@@ -236,6 +235,19 @@ def _check_path(path: str) -> None:
         )
 
 
+def open_h5(path: str) -> h5py.File:
+    """``h5py.File(path, 'r')``; a file h5py cannot open (truncated, damaged, locked) is a
+    one-line UserInputError that names it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(
+            f"dataset file '{path}' cannot be opened ({reason}): the file is damaged or incomplete; "
+            "copy or download it again"
+        ) from None
+
+
 @DATASETS.register
 class FusionH5Dataset(Dataset):
     """Samples of an HDF5 file in one of the public layouts, read lazily one index at a time.
@@ -245,7 +257,6 @@ class FusionH5Dataset(Dataset):
         scale: divisor bringing digital numbers to about [0, 1] (2047 for 11-bit, 1 if normalised).
         layout: 'auto' or a key of ``LAYOUTS``.
         ratio: H / h; inferred when None, else checked against the file.
-        augment: random flips (and 90-degree rotations for square images) per sample.
         require_gt: refuse files without ground truth (full-resolution files).
         max_samples: use only the first ``max_samples`` samples.
     """
@@ -256,7 +267,6 @@ class FusionH5Dataset(Dataset):
         scale: float,
         layout: str = "auto",
         ratio: int | None = None,
-        augment: bool = False,
         require_gt: bool = False,
         max_samples: int | None = None,
     ):
@@ -264,9 +274,8 @@ class FusionH5Dataset(Dataset):
         self.scale = _checked_scale(scale)
         if max_samples is not None and max_samples < 1:
             raise UserInputError(f"max_samples must be >= 1 (got {max_samples}) or null for all")
-        self.augment = augment
         _check_path(self.path)
-        with h5py.File(self.path, "r") as file:
+        with open_h5(self.path) as file:
             self.layout = _resolve_layout(self.path, list(file.keys()), layout)
             self.keys = {f: k for f, k in LAYOUTS[self.layout].items() if k in file}
             self.has_gt = "gt" in self.keys
@@ -309,7 +318,7 @@ class FusionH5Dataset(Dataset):
     def _handle(self) -> h5py.File:
         """The open file of this process, (re)opened on first use and after a fork."""
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
+            self._file = open_h5(self.path)
             self._pid = os.getpid()
         return self._file
 
@@ -340,8 +349,6 @@ class FusionH5Dataset(Dataset):
                 f"{self.path}: NaN or Inf pixels in {_listing(bad)} of sample "
                 f"{index}: fix or drop that sample"
             )
-        if self.augment:
-            sample = augment_sample(sample)
         return {**sample, "index": index}
 
 

@@ -39,9 +39,6 @@ import torch
 from tqdm import tqdm
 
 from data.datasets import LAYOUTS
-from data.degrade import wald_protocol
-from data.mtf import canonical_sensor, sensor_gains
-from data.resize import imresize_matlab, upsample
 from data.scene import GRIDS, align, grid_offset, infer_ratio, read_bands
 from data.split import (
     Rect,
@@ -55,6 +52,10 @@ from data.split import (
     parse_rect,
     used_extent,
 )
+from protocols.degrade import wald_protocol
+from protocols.mtf import canonical_sensor, sensor_gains
+from protocols.resize import imresize_matlab, upsample
+from utils.cli import OneLineParser
 from utils.errors import UserInputError, exit_on_user_error
 
 Fields = dict[str, torch.Tensor]
@@ -351,16 +352,9 @@ def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
     return paths
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one-line UserInputErrors (exit code 2 via the wrapper)."""
-
-    def error(self, message: str):
-        raise UserInputError(f"{message} (see python -m data.prepare --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of ``python -m data.prepare``."""
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m data.prepare",
         description="Build training, validation and "
         "test HDF5 files in the public layouts from one scene (see data/prepare.py).",

@@ -28,7 +28,7 @@ import scipy.io
 import tifffile
 import torch
 
-from data.resize import HALF_BAND_23, filter_axis
+from protocols.resize import HALF_BAND_23, filter_axis
 from utils.errors import UserInputError
 
 GRIDS = ("auto", "pixel-is-area", "pixel-is-point")

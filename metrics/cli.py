@@ -17,15 +17,12 @@ Values must reach the indices at digital-number (DN) scale, because Q2n casts to
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from data.mtf import SENSOR_GAINS, canonical_sensor
 from metrics import (
     FULL_KEYS,
     HIGHER_IS_BETTER,
@@ -34,7 +31,11 @@ from metrics import (
     reduced_resolution_report,
 )
 from metrics.io import SUFFIXES, read_image
+from metrics.report import mean_std
+from protocols.mtf import SENSOR_GAINS, canonical_sensor
+from utils.cli import OneLineParser, int_at_least, positive_float
 from utils.errors import UserInputError, exit_on_user_error
+from utils.jsonio import dumps_strict
 
 ROLES = ("fused", "gt", "ms", "pan", "lms")
 SENSORS = tuple(SENSOR_GAINS)
@@ -53,41 +54,8 @@ for .tif without a sample axis; --layout overrides (letters of nchw, e.g. chw, h
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument parser whose errors are one-line :class:`UserInputError` s (exit status 2)."""
-
-    def error(self, message: str):
-        raise UserInputError(f"{message} (see python -m metrics --help)")
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type`` that accepts integers >= ``minimum`` only."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got '{text}'")
-        return value
-
-    return parse
-
-
-def positive_float(text: str) -> float:
-    """Parse a finite, strictly positive number."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return value
-
-
 def sensor_name(text: str) -> str:
-    """Canonical spelling of a sensor name (case-insensitive; see ``data.mtf.canonical_sensor``)."""
+    """Canonical spelling of a sensor name (case-insensitive; see ``protocols.mtf.canonical_sensor``)."""
     try:
         return canonical_sensor(text)
     except UserInputError as exc:
@@ -96,7 +64,7 @@ def sensor_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options: one input group per role, then the index settings."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m metrics",
         description="Score fused images with the MATLAB toolbox's quality indices "
         "(reduced resolution with --gt, full resolution with --ms and --pan).",
@@ -257,10 +225,9 @@ def summarise(values: dict[str, torch.Tensor]) -> dict[str, dict]:
     """Per index: per-image values, mean and sample standard deviation (N - 1, as MATLAB's std)."""
     summary = {}
     for name, tensor in values.items():
-        per_image = tensor.detach().double().cpu()
-        std = per_image.std().item() if per_image.numel() > 1 else math.nan
-        mean = per_image.mean().item()
-        summary[name] = {"per_image": per_image.tolist(), "mean": mean, "std": std}
+        per_image = tensor.detach().double().cpu().tolist()
+        mean, std = mean_std(per_image)
+        summary[name] = {"per_image": per_image, "mean": mean, "std": std}
     return summary
 
 
@@ -278,17 +245,6 @@ def format_table(summary: dict[str, dict], title: str) -> str:
     better = ", ".join(f"{k} {'higher' if HIGHER_IS_BETTER[k] else 'lower'}" for k in summary)
     lines.append(f"better: {better}")
     return "\n".join(lines)
-
-
-def _finite_or_none(value):
-    """``value`` (nested lists and dicts) with NaN and infinities replaced by None, for JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite_or_none(x) for x in value]
-    if isinstance(value, dict):
-        return {k: _finite_or_none(x) for k, x in value.items()}
-    return value
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -341,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(args)
     if args.json:
-        print(json.dumps(_finite_or_none(result), indent=2, allow_nan=False))
+        print(dumps_strict(result, indent=2))
     else:
         print(format_table(result["indices"], describe(result)))
     return 0

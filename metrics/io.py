@@ -201,5 +201,8 @@ def read_image(
     what = f"--{role} {path}" + (f" ['{name}']" if name else "")
     if array.dtype.kind not in "biuf":
         raise UserInputError(f"{what} holds {array.dtype} values; expected real numbers")
+    if array.size == 0:
+        shape = " x ".join(str(size) for size in array.shape)
+        raise UserInputError(f"{what} is empty (shape {shape}): give a file that holds at least one image")
     nchw = to_nchw(array, layout or convention, what)
     return np.ascontiguousarray(nchw, dtype=np.float64), name

@@ -2,7 +2,7 @@
 
 Shapes: ``fused`` N x C x H x W (at PAN scale), ``ms`` N x C x h x w (the original,
 low-resolution MS), ``pan`` N x 1 x H x W, ``ms_up`` N x C x H x W (MS upsampled to the PAN
-scale; default: the toolbox's 23-tap interpolator, :func:`data.resize.upsample` for ratios that
+scale; default: the toolbox's 23-tap interpolator, :func:`protocols.resize.upsample` for ratios that
 are not powers of two), with H = ratio * h, W = ratio * w, at digital-number scale. Every index
 is a float64 tensor of shape (N,) on the inputs' device; H and W must be multiples of the block
 size (32 by default), as the toolbox requires.
@@ -17,9 +17,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from data.degrade import mtf_filter
-from data.mtf import check_int, sensor_kernel
-from data.resize import imresize_matlab, upsample
 from metrics.q2n import q2n
 from metrics.reference import (
     block_moments,
@@ -27,6 +24,9 @@ from metrics.reference import (
     check_image,
     universal_index,
 )
+from protocols.degrade import mtf_filter
+from protocols.mtf import check_int, sensor_kernel
+from protocols.resize import imresize_matlab, upsample
 from utils.errors import UserInputError
 
 

@@ -3,10 +3,13 @@ QNR / HQNR (full resolution) compute them. Every value is a float64 tensor of sh
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from torch import Tensor
 
-from data.mtf import check_int
 from metrics.no_reference import (
     check_full_resolution,
     d_lambda,
@@ -16,6 +19,7 @@ from metrics.no_reference import (
 )
 from metrics.q2n import q2n
 from metrics.reference import cc, check_pair, ergas, psnr, q_avg, sam, scc, ssim
+from protocols.mtf import check_int
 from utils.errors import UserInputError
 
 REDUCED_KEYS = ("SAM", "ERGAS", "Q2n", "Q_avg", "SCC", "PSNR", "SSIM", "CC")
@@ -36,6 +40,27 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "HQNR": True,
 }
 """Direction of every report key: True when a larger value means a better image."""
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (N - 1, as MATLAB's ``std``) of per-image values, in
+    float64. The std of a single value is undefined: NaN (tables show ``-``, JSON ``null``)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return math.nan, math.nan
+    std = float(array.std(ddof=1)) if array.size > 1 else math.nan
+    return float(array.mean()), std
+
+
+def csv_number(value: float) -> str:
+    """A CSV cell: six decimals, empty where the value is undefined (NaN)."""
+    return "" if math.isnan(value) else f"{value:.6f}"
+
+
+def format_mean_std(mean: float, std: float, sep: str = " +- ", digits: int = 4) -> str:
+    """``1.2345 +- 0.0123``; an undefined std (one image) is shown as ``-``."""
+    spread = "-" if math.isnan(std) else f"{std:.{digits}f}"
+    return f"{mean:.{digits}f}{sep}{spread}"
 
 
 def cut_border(x: Tensor, dim_cut: int) -> Tensor:
@@ -92,7 +117,7 @@ def full_resolution_report(
     """QNR and HQNR with their components, keys :data:`FULL_KEYS`, 32 x 32 blocks.
 
     fused N x C x H x W, ms N x C x H/ratio x W/ratio, pan N x 1 x H x W, ms_up (optional)
-    N x C x H x W; ``sensor`` picks the MTF kernels of D_lambda_K (see data.mtf.SENSOR_GAINS).
+    N x C x H x W; ``sensor`` picks the MTF kernels of D_lambda_K (see protocols.mtf.SENSOR_GAINS).
     D_s is shared by QNR and HQNR, as in the toolbox.
     """
     ratio = check_full_resolution(fused, ms, pan, ratio)

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from data.resize import interp23tap, upsample
 from models import MODELS
 from models.blocks import check_fusion_inputs
+from protocols.resize import interp23tap, upsample
 
 
 def least_squares(design: Tensor, target: Tensor) -> Tensor:
@@ -80,7 +80,7 @@ class ClassicalFusion(nn.Module, abc.ABC):
     """Base of the training-free methods: ``forward(lr, up, guide)`` like every model.
 
     lr: N x C x h x w, up: N x C x H x W (the data's upsampled ``lr``), guide: N x G x H x W;
-    any value scale. ``sensor`` names the MTF preset (data/mtf.py) for methods that use one.
+    any value scale. ``sensor`` names the MTF preset (protocols/mtf.py) for methods that use one.
     """
 
     needs_training = False
@@ -109,7 +109,7 @@ class EXP(ClassicalFusion):
 
     The toolbox's 23-tap polynomial interpolator (Aiazzi, Baronti, Selva and Alparone,
     "Bi-cubic interpolation for shift-free pan-sharpening", ISPRS J. 86, 2013) for power-of-two
-    ratios; bicubic on the same sample grid otherwise (data/resize.py ``upsample``).
+    ratios; bicubic on the same sample grid otherwise (protocols/resize.py ``upsample``).
     """
 
     def fuse(self, lr: Tensor, up: Tensor, pan: Tensor) -> Tensor:

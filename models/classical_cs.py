@@ -20,12 +20,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from data.degrade import decimate, mtf_filter, mtf_pan
-from data.mtf import sensor_kernel
-from data.resize import imresize_matlab
 from models import MODELS
 from models.classical_base import ClassicalFusion, image_mean, image_std, least_squares
 from models.classical_mra import EPS, atrous_lowpass, covariance, gaussian_lowpass
+from protocols.degrade import decimate, mtf_filter, mtf_pan
+from protocols.mtf import sensor_kernel
+from protocols.resize import imresize_matlab
 
 HAZE_PERCENTILE = 1.0
 """Percentile (in %) of each band whose fraction is the haze level of a 4-band image in BT-H."""

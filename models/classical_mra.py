@@ -20,17 +20,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.degrade import decimate, mtf_filter
-from data.mtf import mtf_kernel, sensor_kernel
-from data.resize import apply_separable, imresize_matlab, pad_index, upsample
 from models import MODELS
 from models.classical_base import ClassicalFusion, image_mean, image_std
+from protocols.degrade import decimate, mtf_filter
+from protocols.mtf import mtf_kernel, sensor_kernel
+from protocols.resize import apply_separable, imresize_matlab, pad_index, upsample
 
 EPS = float(np.finfo(np.float64).eps)
 """MATLAB's ``eps``, which the toolbox adds to denominators (negligible at any usual scale)."""
 
 GAUSS_GAIN = 0.3 ** ((40.0 / 41.0) ** 2)
-"""Nyquist gain that makes :func:`data.mtf.mtf_kernel` build the toolbox's ``LPfilterGauss``
+"""Nyquist gain that makes :func:`protocols.mtf.mtf_kernel` build the toolbox's ``LPfilterGauss``
 kernel: that function designs the same Gaussian-response 41 x 41 filter with gain 0.3, but with
 ``N`` where ``genMTF`` has ``N - 1`` in the Gaussian's width; raising 0.3 to ``(40/41)^2`` gives
 the same width through ``genMTF``'s formula."""

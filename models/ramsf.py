@@ -7,7 +7,6 @@ prefixes to ours; ``load_released_checkpoint`` reads such a file (or one saved w
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from models import MODELS
 from models.blocks import check_fusion_inputs, checked_ratio
 from models.csfpa import BORDERS, CSFPA, FACTORED_CHOICES
 from models.lhsdr import LHSDR
+from utils.checkpoint_file import read_checkpoint_file
 from utils.errors import UserInputError
 
 RELEASED_NAME_MAP: dict[str, str] = {
@@ -204,13 +204,7 @@ def load_released_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor])
 def load_released_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a checkpoint file: a bare state dict, or a dict with a 'state_dict' or 'model' entry;
     'module.' prefixes (DataParallel) are stripped. Returns the model."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(
-            f"cannot read checkpoint '{path}' (a torch.save'd state dict is expected): {first_line}"
-        ) from None
+    data = read_checkpoint_file(path, "a torch.save'd state dict is expected")
     for entry in ("state_dict", "model"):
         if isinstance(data, Mapping) and isinstance(data.get(entry), Mapping):
             data = data[entry]

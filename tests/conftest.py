@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +28,14 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
     """Arrays of ``tests/golden/<name>.npz`` as a plain dict."""
     with np.load(GOLDEN / f"{name}.npz") as data:
         return {key: data[key] for key in data.files}
+
+
+def load_script(name: str):
+    """Import train.py / test.py by path ('test' would clash with the standard library's package)."""
+    spec = importlib.util.spec_from_file_location(f"ramsf_script_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def script_command(script: str, *args: str) -> list[str]:

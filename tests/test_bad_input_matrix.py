@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, error_lines, run_script
 from test_train_and_test_scripts import FIXTURES, train_script
 
+from tests.conftest import ROOT, error_lines, run_script
 from utils.schema import set_path
 
 WV3 = FIXTURES / "train_wv3_tiny.h5"  # 4 samples, 8 bands, 16 x 16 (ms 4 x 4), ratio 4, 11-bit
@@ -420,7 +420,7 @@ def source_files() -> list[Path]:
 
 def test_options_and_checkpoints_are_loaded_safely_everywhere():
     files = source_files()
-    assert ROOT / "utils" / "checkpoint.py" in files and ROOT / "utils" / "options.py" in files
+    assert ROOT / "engine" / "checkpoint.py" in files and ROOT / "engine" / "options.py" in files
     found = [hit for path in files for hit in unsafe_loads(path)]
     assert not found, f"use yaml.safe_load and torch.load(..., weights_only=True): {found}"
     assert not [p for p in files if "weights_only=False" in p.read_text()]

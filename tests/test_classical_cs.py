@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from data.resize import upsample
 from models import MODELS
 from models.classical_base import image_mean
 from models.classical_cs import (
@@ -21,6 +20,7 @@ from models.classical_cs import (
     starck_murtagh_decimate,
 )
 from models.classical_mra import gaussian_lowpass
+from protocols.resize import upsample
 from tests.conftest import load_golden
 
 CASES = {  # golden file: (ratio, sensor)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.resize import upsample
 from models import MODELS
 from models.classical_mra import atrous_lowpass
+from protocols.resize import upsample
 from tests.conftest import load_golden
 
 CASES = {  # golden file: (ratio, sensor)

@@ -3,17 +3,15 @@ of its layout (the public files are too large to ship; the fixtures have their e
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 from data.datasets import FusionH5Dataset
+from engine.options import load_options
 from models import MODELS
-from utils.options import load_options
+from tests.conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data"
 ALL_OPTION_FILES = sorted((ROOT / "options").glob("*.yml"))
 PRESETS = [p for p in ALL_OPTION_FILES if not p.stem.startswith(("demo_", "compare_"))]  # the paper's
@@ -24,13 +22,6 @@ FIXTURE_OF_LAYOUT = {
     "hyperpan": ("hyperpan/train_pavia_tiny.h5", None),
     "hyperspectral": ("hyperspectral/train_cave_x8_tiny.h5", None),
 }
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"ramsf_script_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_presets_cover_the_public_datasets():

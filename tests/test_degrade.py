@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import load_golden
 
-import data.degrade as degrade
-from data.degrade import decimate, mtf_filter, mtf_pan, wald_protocol
-from data.mtf import SENSOR_GAINS, mtf_kernel, sensor_gains, sensor_kernel
-from data.resize import (
+import protocols.degrade as degrade
+from protocols.degrade import decimate, mtf_filter, mtf_pan, wald_protocol
+from protocols.mtf import SENSOR_GAINS, mtf_kernel, sensor_gains, sensor_kernel
+from protocols.resize import (
     INTERP_BLOCK,
     INTERP_REACH,
     TAPS_23,
@@ -21,6 +20,7 @@ from data.resize import (
     interp23tap,
     upsample,
 )
+from tests.conftest import load_golden
 from utils.errors import UserInputError
 
 GOLDEN_TOL = 1e-12  # relative to the array's largest magnitude; measured errors are < 1e-14

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-from utils.options import load_options
-
-ROOT = Path(__file__).resolve().parents[1]
+from engine.options import load_options
+from tests.conftest import ROOT, load_script
 
 
 def test_thirty_steps_on_the_demo_lower_the_loss(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    spec = importlib.util.spec_from_file_location("ramsf_script_train_demo", ROOT / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_script("train")
     overrides = [
         f"log_root={tmp_path}",
         f"data.root={ROOT / 'datasets' / 'demo'}",

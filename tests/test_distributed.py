@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from utils.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "pancollection" / "train_wv3_tiny.h5"
 TOLERANCE = 1e-6  # float summation order differs between one batch of 4 and two of 2
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SCRIPT_ENV, error_lines, run_script, script_command
 from test_train_and_test_scripts import assert_states_equal, latest_state, options_file
 
-from utils.checkpoint import load_checkpoint, save_atomic
+from engine.checkpoint import load_checkpoint, save_atomic
+from tests.conftest import ROOT, SCRIPT_ENV, error_lines, run_script, script_command
 
 SEED = 20240611  # chooses the kill moments
 SETTINGS = ("--set", "deterministic=true", "--set", "tensorboard=false", "--set", "device=cpu")

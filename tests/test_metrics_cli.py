@@ -18,13 +18,12 @@ import scipy.io
 import tifffile
 import torch
 
-from data.resize import upsample
 from metrics import FULL_KEYS, REDUCED_KEYS, full_resolution_report, reduced_resolution_report
 from metrics.cli import main, scale_warning
 from metrics.io import tif_layout, to_nchw
-from tests.conftest import load_golden
+from protocols.resize import upsample
+from tests.conftest import ROOT, load_golden
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 
 

@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from data.degrade import mtf_pan
-from data.resize import interp23tap
 from metrics import (
     cut_border,
     d_lambda,
@@ -32,6 +30,8 @@ from metrics import (
     sam,
     scc,
 )
+from protocols.degrade import mtf_pan
+from protocols.resize import interp23tap
 from tests.conftest import load_golden
 
 RTOL = 1e-9

@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.resize import upsample
 from metrics import (
     FULL_KEYS,
     HIGHER_IS_BETTER,
@@ -39,6 +38,7 @@ from metrics import (
     structure_constants,
 )
 from metrics.q2n import to_uint16_
+from protocols.resize import upsample
 from utils.errors import UserInputError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from engine.options import Options, dump_options, load_options, parse_override
 from utils.errors import UserInputError
-from utils.options import Options, dump_options, load_options, parse_override
 
 BASE = {
     "name": "unit",

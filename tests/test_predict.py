@@ -12,12 +12,12 @@ import torch
 import yaml
 
 from data.scene import Grid, read_grid, read_image, write_geotiff
+from engine.options import load_options
+from engine.tester import find_checkpoint, load_trained_model
+from engine.tiling import fuse_tiled, symmetric_index
 from models import MODELS
-from utils.options import load_options
-from utils.tester import find_checkpoint, load_trained_model
-from utils.tiling import fuse_tiled, symmetric_index
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "pancollection" / "train_wv3_tiny.h5"
 NARROW = dict(width=8, guide_width=8, mlp_hidden=(16, 8), stage1_width=4)
 

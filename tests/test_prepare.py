@@ -11,10 +11,8 @@ import pytest
 import scipy.io
 import torch
 
-from data.degrade import wald_protocol
 from data.demo import DEMO_ROOT, DEMOS, ensure_demo
 from data.prepare import main
-from data.resize import upsample
 from data.scene import (
     Grid,
     align,
@@ -26,6 +24,8 @@ from data.scene import (
     write_geotiff,
 )
 from data.split import Rect, complement, count_patches
+from protocols.degrade import wald_protocol
+from protocols.resize import upsample
 from utils.errors import UserInputError
 
 UTM = 32616

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,18 +11,10 @@ import pytest
 import torch
 import yaml
 
-from utils.tester import strict_json
+from tests.conftest import ROOT, load_script
+from utils.jsonio import strict_json
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "pancollection"
-
-
-def load_script(name: str):
-    """Import train.py / test.py by path ('test' would clash with the standard library's package)."""
-    spec = importlib.util.spec_from_file_location(f"ramsf_script_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 train_script = load_script("train")
@@ -154,17 +145,17 @@ def test_fused_images_are_saved(tmp_path):
 
 def poison_after(monkeypatch, good_steps: int) -> None:
     """Make the model's training output NaN from training step ``good_steps + 1`` on."""
-    import utils.trainer
+    import engine.trainer
 
     calls = {"n": 0}
-    real = utils.trainer.fuse
+    real = engine.trainer.fuse
 
     def fuse(model, batch):
         calls["n"] += 1
         fused = real(model, batch)
         return fused * float("nan") if calls["n"] > good_steps else fused
 
-    monkeypatch.setattr(utils.trainer, "fuse", fuse)
+    monkeypatch.setattr(engine.trainer, "fuse", fuse)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):

@@ -1,1 +1,2 @@
-"""Shared infrastructure: registries, user-facing errors, options, checkpoints, logging."""
+"""The ground floor: user-facing errors, registries, the options schema, command-line and JSON
+helpers and the image reader. It imports nothing else of this project."""

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from data.mtf import check_int, pan_kernel, sensor_kernel
-from data.resize import check_image, imresize_matlab
+from protocols.mtf import check_int, pan_kernel, sensor_kernel
+from protocols.resize import check_image, imresize_matlab
 from utils.errors import UserInputError
 from utils.registry import suggest
 
@@ -164,7 +164,7 @@ def wald_protocol(
     ms: N x C x H x W, pan: N x 1 x H x W or N x 1 x rH x rW (H, W divisible by ratio): usually
     both at the PAN resolution (simulation from a high-resolution MS), or the native pair (the
     toolbox shrinks each image on its own; the golden Landsat-8 case); sensor: a name of
-    :data:`data.mtf.SENSOR_GAINS`; ms_gains: explicit MS Nyquist gains (one per band);
+    :data:`protocols.mtf.SENSOR_GAINS`; ms_gains: explicit MS Nyquist gains (one per band);
     pan_mode: 'imresize' (MATLAB antialiased bicubic, the toolbox default) or 'mtf' (PAN MTF
     filter then the same nearest decimation as the MS, the toolbox's ``flag_PAN_MTF``).
     Returns (ms_lr N x C x H/r x W/r, pan_lr N x 1 with 1/r of pan's H x W).

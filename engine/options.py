@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 import yaml
 
+from data.datasets import DATASETS
+from metrics.report import FULL_KEYS, REDUCED_KEYS
+from protocols.mtf import canonical_sensor
 from utils.errors import UserInputError
 from utils.schema import from_dict, set_path, to_dict
-
-TASKS = ("pansharpening", "hs_pansharpening", "hsms_fusion")
 
 
 @dataclass
@@ -48,13 +49,9 @@ class DataOptions:
 
     def dataset(self, path: str, **kwargs):
         """The registered dataset ``type`` reading ``path`` (already resolved) at this scale and layout."""
-        from data.datasets import DATASETS
-
         return DATASETS.build(self.type, path=path, scale=self.scale, layout=self.layout, **kwargs)
 
     def check(self) -> None:
-        from data.mtf import canonical_sensor
-
         if self.scale <= 0:
             raise UserInputError(f"option 'data.scale' must be positive, got {self.scale}")
         canonical_sensor(self.sensor)
@@ -174,7 +171,7 @@ class CompareMethod:
 
 @dataclass
 class CompareOptions:
-    """``python test.py`` with methods listed here writes one comparison table (utils/compare.py)."""
+    """``python test.py`` with methods listed here writes one comparison table (engine/compare.py)."""
 
     methods: list[CompareMethod] = field(default_factory=list)
     image: int = 0  # test image (index in the first reduced-resolution file) of the visual figure
@@ -183,8 +180,6 @@ class CompareOptions:
     flops: bool = True  # count FLOPs (torch.utils.flop_counter) on one test image
 
     def check(self) -> None:
-        from metrics.report import FULL_KEYS, REDUCED_KEYS
-
         if self.image < 0:
             raise UserInputError("option 'compare.image' must be 0 or more")
         if self.chart_index not in REDUCED_KEYS + FULL_KEYS:

@@ -21,14 +21,13 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from data.datasets import check_compatible, check_min_size
-from utils.checkpoint import load_checkpoint, load_model_weights, save_atomic
-from utils.distributed import World, barrier, gather_lists, mean_across
-from utils.errors import UserInputError
-from utils.evaluation import Scores, evaluate, fuse, to_device
-from utils.losses import CompositeLoss
-from utils.model_record import build_from_record, model_record
-from utils.options import Options
-from utils.training_parts import (
+from engine.checkpoint import load_checkpoint, load_model_weights, save_atomic
+from engine.distributed import World, barrier, gather_lists, mean_across
+from engine.evaluation import Scores, evaluate, fuse, to_device
+from engine.losses import CompositeLoss
+from engine.model_record import build_from_record, model_record
+from engine.options import Options
+from engine.training_parts import (
     EpochBatchSampler,
     augment_batch,
     autocast,
@@ -37,9 +36,9 @@ from utils.training_parts import (
     grad_scaler,
     select_device,
 )
-from utils.visualize import comparison_panels, default_rgb_bands
-
-LOWER_IS_BETTER = {"SAM": True, "ERGAS": True, "Q2n": False, "PSNR": False}
+from engine.visualize import comparison_panels, default_rgb_bands
+from metrics.report import HIGHER_IS_BETTER
+from utils.errors import UserInputError
 
 
 class TrainingDiverged(UserInputError):
@@ -47,16 +46,12 @@ class TrainingDiverged(UserInputError):
 
 
 class Trainer:
-    """Builds everything from the options and runs :meth:`fit`.
+    """Builds and checks everything from the options (writing nothing), optionally resumes from a
+    checkpoint (:meth:`resume_from`), then trains into an opened run folder (:meth:`fit`)."""
 
-    ``run_dir`` may be None while the inputs are checked (nothing is written then); set it
-    before :meth:`fit`.
-    """
-
-    def __init__(
-        self, options: Options, run_dir: Path | None, logger: logging.Logger, world: World | None = None
-    ):
-        self.options, self.run_dir, self.log = options, run_dir, logger
+    def __init__(self, options: Options, logger: logging.Logger, world: World | None = None):
+        self.options, self.log = options, logger
+        self.run_dir: Path | None = None  # the run folder fit() trains into
         self.world = world = world or World()
         self.device = select_device(options.device)
         data = options.data
@@ -203,8 +198,10 @@ class Trainer:
         self.scaler.update()
         return value
 
-    def fit(self, stop_after: int | None = None) -> dict:
-        """Train to the configured length (or to step ``stop_after``); returns the last metrics."""
+    def fit(self, run_dir: Path, stop_after: int | None = None) -> dict:
+        """Train to the configured length (or to step ``stop_after``) into the opened ``run_dir``
+        (checkpoints and TensorBoard are written by rank 0 only); returns the last metrics."""
+        self.run_dir = run_dir
         end = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
         if self.step >= self.total_steps:
             self.log.info(
@@ -327,7 +324,7 @@ class Trainer:
         means = scores.mean()
         metric = self.options.val.metric
         value = means[metric]
-        sign = 1 if LOWER_IS_BETTER[metric] else -1
+        sign = -1 if HIGHER_IS_BETTER[metric] else 1
         improved = math.isnan(self.best["value"]) or sign * value < sign * self.best["value"]
         if improved:
             self.best = {"value": value, "step": self.step}

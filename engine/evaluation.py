@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from metrics import full_resolution_report, reduced_resolution_report
+from metrics.report import mean_std
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -39,10 +40,12 @@ class Scores:
             self.values.setdefault(key, []).extend(value.detach().double().cpu().tolist())
 
     def mean(self) -> dict[str, float]:
-        return {k: float(torch.tensor(v).mean()) for k, v in self.values.items()}
+        """Per index: the mean over the images, in float64."""
+        return {k: mean_std(v)[0] for k, v in self.values.items()}
 
     def std(self) -> dict[str, float]:
-        return {k: float(torch.tensor(v).std(unbiased=False)) for k, v in self.values.items()}
+        """Per index: the sample std (N - 1, as MATLAB's ``std``); NaN for a single image."""
+        return {k: mean_std(v)[1] for k, v in self.values.items()}
 
 
 def score_batch(

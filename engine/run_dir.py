@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.options import Options, dump_options, load_options
 from utils.errors import UserInputError
-from utils.options import Options, dump_options, load_options
 from utils.schema import to_dict
 
 LOGGER_NAME = "ramsf"
@@ -94,23 +94,26 @@ def environment_report() -> str:
     return "\n".join(lines) + "\n"
 
 
-def setup_logger(run_dir: Path | None, verbose: bool = True) -> logging.Logger:
-    """A logger writing to ``run_dir/train.log`` and, when ``verbose``, to the console."""
+def setup_logger(verbose: bool = True) -> logging.Logger:
+    """The training logger, writing to the console when ``verbose``; :func:`log_to_file` adds the
+    run folder's ``train.log`` once the folder exists."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    if run_dir is not None:
-        handler = logging.FileHandler(run_dir / "train.log")
-        handler.setFormatter(fmt)
-        logger.addHandler(handler)
     if verbose:
         console = logging.StreamHandler(sys.stdout)
         console.setLevel(logging.INFO)  # training losses (DEBUG) go to the file and TensorBoard only
         console.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(console)
     return logger
+
+
+def log_to_file(logger: logging.Logger, run_dir: Path) -> None:
+    """Also write every record of ``logger`` (DEBUG and up) to ``run_dir/train.log``."""
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
 
 
 def latest_checkpoint(options: Options, name: str = "latest.pth") -> Path | None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from utils.checkpoint import load_checkpoint, load_model_weights
+from engine.checkpoint import load_checkpoint, load_model_weights
+from engine.evaluation import Scores, evaluate
+from engine.model_record import (
+    build_from_record,
+    check_against_record,
+    is_training_free,
+    training_free_record,
+)
+from engine.options import Options, model_kwargs
+from engine.run_dir import create_run_dir, list_runs
+from engine.training_parts import select_device
+from metrics.report import csv_number, format_mean_std
 from utils.errors import UserInputError
-from utils.evaluation import Scores, evaluate
-from utils.model_record import build_from_record, check_against_record, is_training_free, training_free_record
-from utils.options import Options, model_kwargs
-from utils.run_dir import create_run_dir, list_runs
-from utils.training_parts import select_device
+from utils.jsonio import dumps_strict
 
 
 def find_checkpoint(options: Options) -> Path:
@@ -102,7 +107,7 @@ def format_table(title: str, scores: dict[str, Scores], keys: list[str]) -> str:
     rows = []
     for method, s in scores.items():
         mean, std = s.mean(), s.std()
-        cells = [f"{mean[k]:.4f}+-{std[k]:.4f}" for k in keys]
+        cells = [format_mean_std(mean[k], std[k]) for k in keys]
         seconds = sum(s.seconds) / max(len(s.seconds), 1)
         rows.append([method, *cells, f"{seconds:.3f}"])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -203,7 +208,7 @@ def run_tests(options: Options, log=print) -> dict:
 
 def write_results(results: dict, run_dir: Path) -> None:
     """``test_results.json`` (everything) and ``test_results.csv`` (one row per file, method, index)."""
-    (run_dir / "test_results.json").write_text(json.dumps(strict_json(results), indent=1))
+    (run_dir / "test_results.json").write_text(dumps_strict(results))
     with open(run_dir / "test_results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "resolution", "method", "index", "mean", "std"])
@@ -216,18 +221,7 @@ def write_results(results: dict, run_dir: Path) -> None:
                             entry["resolution"],
                             method,
                             key,
-                            f"{mean:.6f}",
-                            f"{values['std'][key]:.6f}",
+                            csv_number(mean),
+                            csv_number(values["std"][key]),
                         ]
                     )
-
-
-def strict_json(value):
-    """``value`` with NaN and infinities replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [strict_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

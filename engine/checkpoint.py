@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from utils.checkpoint_file import read_checkpoint_file
 from utils.errors import UserInputError
 
 
@@ -55,17 +56,11 @@ def remove_leftovers(path: Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint on the CPU with ``weights_only=True``; unreadable files are a user error."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"checkpoint '{path}' does not exist: train first or set test.checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(
-            f"checkpoint '{path}' cannot be read safely ({first[:120]}): "
-            "give a PyTorch state-dict file saved by this framework or the authors"
-        ) from None
+    state = read_checkpoint_file(
+        path,
+        "give a PyTorch state-dict file saved by this framework or the authors",
+        missing="train first or set test.checkpoint",
+    )
     if not isinstance(state, dict):
         raise UserInputError(f"checkpoint '{path}' does not hold a dictionary of tensors")
     return state

@@ -6,9 +6,9 @@ import inspect
 
 from torch import nn
 
+from engine.options import Options, model_kwargs
 from models import MODELS
 from utils.errors import UserInputError
-from utils.options import Options, model_kwargs
 
 
 def is_training_free(name: str) -> bool:

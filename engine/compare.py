@@ -21,15 +21,16 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from data.datasets import check_compatible
-from metrics.report import FULL_KEYS, HIGHER_IS_BETTER, REDUCED_KEYS
+from engine.evaluation import Scores, evaluate, fuse, to_device
+from engine.model_record import check_against_record, is_training_free
+from engine.options import CompareMethod, Options, load_options
+from engine.run_dir import create_run_dir, device_name
+from engine.tester import find_checkpoint, load_trained_model, test_files, training_free_model
+from engine.training_parts import select_device
+from engine.visualize import default_rgb_bands
+from metrics.report import FULL_KEYS, HIGHER_IS_BETTER, REDUCED_KEYS, csv_number, format_mean_std
 from utils.errors import UserInputError
-from utils.evaluation import Scores, evaluate, fuse, to_device
-from utils.model_record import check_against_record, is_training_free
-from utils.options import CompareMethod, Options, load_options
-from utils.run_dir import create_run_dir, device_name
-from utils.tester import find_checkpoint, load_trained_model, strict_json, test_files, training_free_model
-from utils.training_parts import select_device
-from utils.visualize import default_rgb_bands
+from utils.jsonio import dumps_strict
 
 
 def load_method(
@@ -180,7 +181,7 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]], list[list[boo
         cells, flags = [label], [False]
         for kind, key in cols:
             stat = entry[kind].get(key)
-            cells.append("-" if stat is None else f"{stat['mean']:.4f} ± {stat['std']:.4f}")
+            cells.append("-" if stat is None else format_mean_std(stat["mean"], stat["std"], sep=" ± "))
             flags.append(label in best[(kind, key)])
         flops = entry["flops"]
         cells += [
@@ -238,11 +239,10 @@ def latex_table(results: dict) -> str:
 def write_comparison(results: dict, run_dir: Path) -> None:
     """``comparison.md``, ``.tex``, ``.json`` and ``.csv`` (one row per method, index, resolution)."""
     import csv
-    import json
 
     (run_dir / "comparison.md").write_text(markdown_table(results) + "\n")
     (run_dir / "comparison.tex").write_text(latex_table(results) + "\n")
-    (run_dir / "comparison.json").write_text(json.dumps(strict_json(results), indent=1))
+    (run_dir / "comparison.json").write_text(dumps_strict(results))
     with open(run_dir / "comparison.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
@@ -257,8 +257,8 @@ def write_comparison(results: dict, run_dir: Path) -> None:
                             label,
                             kind,
                             key,
-                            f"{stat['mean']:.6f}",
-                            f"{stat['std']:.6f}",
+                            csv_number(stat["mean"]),
+                            csv_number(stat["std"]),
                             entry["params"],
                             entry["flops"],
                             f"{entry['seconds_per_image']:.6f}",

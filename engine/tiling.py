@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data.resize import upsample
+from protocols.resize import upsample
 from utils.errors import UserInputError
 
 TILE_MULTIPLE = 8
@@ -70,7 +70,7 @@ def fuse_tiled(
     memory-mapped GeoTIFF), tile by tile. Inputs and output are in digital numbers; the model
     sees them divided by ``scale`` (the ``data.scale`` it was trained with).
 
-    ``up`` is :func:`data.resize.upsample` (23-tap for powers of two) of each reflected tile.
+    ``up`` is :func:`protocols.resize.upsample` (23-tap for powers of two) of each reflected tile.
     ``progress(n)`` is called with the number of low-resolution pixels finished per tile.
     """
     check_tiling(tile, margin)

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Sampler
 
 from data.augment import apply_dihedral, draw_dihedral
+from engine.options import OptimizerOptions, SchedulerOptions
 from utils.errors import UserInputError
-from utils.options import OptimizerOptions, SchedulerOptions
 
 
 def select_device(spec: str) -> torch.device:

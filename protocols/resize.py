@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from data.mtf import check_int
+from protocols.mtf import check_int
 from utils.errors import UserInputError
 from utils.registry import suggest
 
