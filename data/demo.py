@@ -2,7 +2,7 @@
 
 ``ensure_demo('landsat8')`` writes ``train_landsat8.h5``, ``valid_landsat8.h5``,
 ``test_landsat8_multiExm1.h5`` and ``test_landsat8_OrigScale_multiExm1.h5`` next to the crops on
-first use (a few seconds) with ``python -m data.prepare`` and the options below, and reuses
+first use (a few seconds) with :func:`data.prepare.prepare` and the configurations below, and reuses
 them afterwards unless the options changed.
 
 - 'landsat8': Landsat-8 OLI, MS B1-B7 (30 m) sharpened by the PAN B8 (15 m), ratio 2,
@@ -23,56 +23,41 @@ from pathlib import Path
 
 import h5py
 
-from data.prepare import command_line, output_paths, parse_args, prepare
+from data.prepare import PrepareConfig, output_paths, prepare
+from data.split import Rect
 from utils.errors import UserInputError
 from utils.registry import suggest
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "datasets" / "demo"
-COMMON = (
-    "--sensor",
-    "none",
-    "--patch",
-    "32",
-    "--stride",
-    "16",
-    "--test-size",
-    "64",
-    "--val-fraction",
-    "0.1",
-    "--grid",
-    "auto",
-)
+COMMON = {"sensor": "none", "patch": 32, "stride": 16, "test_size": 64, "val_fraction": 0.1, "grid": "auto"}
 
 
 @dataclass(frozen=True)
 class Demo:
-    """A demo: its MS and guide crops (file names in the demo folder) and prepare options."""
+    """A demo: its MS and guide crops (file names in the demo folder), its test region
+    (ROW, COL, H, W in MS pixels) and value scale."""
 
     ms: tuple[str, ...]
     pan: tuple[str, ...]
-    options: tuple[str, ...]
+    test_region: Rect
+    scale: float
 
-    def argv(self, root: Path, name: str) -> list[str]:
-        """The ``python -m data.prepare`` arguments that build this demo in ``root``."""
-        return [
-            "--ms",
-            *(str(root / f) for f in self.ms),
-            "--pan",
-            *(str(root / f) for f in self.pan),
-            *COMMON,
-            *self.options,
-            "--out",
-            str(root),
-            "--name",
-            name,
-        ]
+    def config(self, root: Path, name: str) -> PrepareConfig:
+        """The :class:`PrepareConfig` that builds this demo's files in ``root``."""
+        return PrepareConfig(
+            ms=[str(root / f) for f in self.ms],
+            pan=[str(root / f) for f in self.pan],
+            out=str(root),
+            name=name,
+            test_region=self.test_region,
+            scale=self.scale,
+            **COMMON,
+        )
 
 
 DEMOS: dict[str, Demo] = {
-    "landsat8": Demo(("l8_ms.tif",), ("l8_pan.tif",), ("--test-region", "64,320,64,256", "--scale", "32767")),
-    "sentinel2": Demo(
-        ("s2_20m.tif",), ("s2_10m.tif",), ("--test-region", "128,128,128,128", "--scale", "8191")
-    ),
+    "landsat8": Demo(("l8_ms.tif",), ("l8_pan.tif",), Rect(64, 320, 64, 256), 32767),
+    "sentinel2": Demo(("s2_20m.tif",), ("s2_10m.tif",), Rect(128, 128, 128, 128), 8191),
 }
 
 
@@ -100,9 +85,9 @@ def ensure_demo(name: str, root: str | Path = DEMO_ROOT, force: bool = False) ->
             f"demo crop {root / missing[0]} is missing: run datasets/demo/make_crops.py "
             "(see datasets/demo/README.md)"
         )
-    args = parse_args(demo.argv(root, name))
+    config = demo.config(root, name)
     paths = output_paths(root, name, full=True)
-    if not force and _up_to_date(paths, command_line(args.argv)):
+    if not force and _up_to_date(paths, config.command_line()):
         return paths
-    args.force = True
-    return prepare(args, progress=False)
+    config.force = True
+    return prepare(config, progress=False)

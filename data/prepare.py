@@ -62,6 +62,77 @@ Fields = dict[str, torch.Tensor]
 
 
 @dataclass
+class PrepareConfig:
+    """What :func:`prepare` builds: the typed form of ``python -m data.prepare``'s options.
+
+    ms / pan: image files (GeoTIFF, .npy C x H x W, .mat H x W x C, ``file.mat:VAR``), several
+    files are stacked as bands; without ``pan`` the guide is synthesised from the MS bands with
+    ``pan_weights`` (one PAN band, one weight per MS band) or ``guide_bands`` (0-based band
+    copies). Sizes (``patch``, ``stride``, ``test_size``, ``test_region``) are in aligned MS pixels;
+    ``scale`` is 'auto' (the smallest 2^k - 1 covering the data) or a positive number.
+    """
+
+    ms: list[str]
+    out: str
+    name: str
+    pan: list[str] | None = None
+    pan_weights: list[float] | None = None
+    guide_bands: list[int] | None = None
+    ratio: int | None = None
+    sensor: str = "none"
+    gains: list[float] | None = None
+    patch: int = 64
+    stride: int | None = None  # default: patch / 2
+    val_fraction: float = 0.1
+    test_region: Rect | None = None  # default: the last test_size rows
+    test_size: int = 64
+    grid: str = "auto"
+    scale: str | float = "auto"
+    layout: str = "auto"
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stride is None:
+            self.stride = max(1, self.patch // 2)
+
+    def argv(self) -> list[str]:
+        """The ``python -m data.prepare`` arguments that build the same files."""
+
+        def joined(values) -> str:
+            return ",".join(str(v) for v in values)  # str(float): the shortest exact form
+
+        flags = ["--ms", *map(str, self.ms)]
+        if self.pan:
+            flags += ["--pan", *map(str, self.pan)]
+        for flag, values in (("--pan-weights", self.pan_weights), ("--guide-bands", self.guide_bands)):
+            if values is not None:
+                flags += [flag, joined(values)]
+        if self.ratio is not None:
+            flags += ["--ratio", str(self.ratio)]
+        flags += ["--sensor", self.sensor]
+        if self.gains is not None:
+            flags += ["--gains", joined(self.gains)]
+        flags += [
+            "--patch",
+            str(self.patch),
+            "--stride",
+            str(self.stride),
+            "--test-size",
+            str(self.test_size),
+        ]
+        flags += ["--val-fraction", str(self.val_fraction), "--grid", self.grid]
+        if self.test_region is not None:
+            flags += ["--test-region", joined(self.test_region)]
+        flags += ["--scale", str(self.scale), "--layout", self.layout]
+        flags += ["--out", str(self.out), "--name", self.name]
+        return flags + (["--force"] if self.force else [])
+
+    def command_line(self) -> str:
+        """The command recorded in every file's ``command`` attribute (``--force`` left out)."""
+        return "python -m data.prepare " + shlex.join([a for a in self.argv() if a != "--force"])
+
+
+@dataclass
 class Scene:
     """An aligned scene: ms C x h x w, guide G x rh x rw (real) or None (synthesised)."""
 
@@ -111,52 +182,51 @@ def _numbers(text: str | None, kind: type, what: str) -> list | None:
         raise UserInputError(f"{what} must be comma-separated numbers, got '{text}'") from None
 
 
-def synthetic_weights(args: argparse.Namespace, bands: int) -> torch.Tensor:
+def synthetic_weights(config: PrepareConfig, bands: int) -> torch.Tensor:
     """G x C matrix making the guide from the MS bands (--pan-weights or --guide-bands)."""
-    weights = _numbers(args.pan_weights, float, "--pan-weights")
+    weights = config.pan_weights
     if weights is not None:
         if len(weights) != bands:
             raise UserInputError(
                 f"--pan-weights has {len(weights)} values for {bands} MS bands: give one per band"
             )
         return torch.tensor([weights], dtype=torch.float64)
-    picks = _numbers(args.guide_bands, int, "--guide-bands")
+    picks = config.guide_bands
     if not picks or min(picks) < 0 or max(picks) >= bands:
         raise UserInputError(f"--guide-bands must list band indices in 0..{bands - 1}")
     return torch.eye(bands, dtype=torch.float64)[picks]
 
 
-def load_scene(args: argparse.Namespace) -> Scene:
+def load_scene(config: PrepareConfig) -> Scene:
     """Read, check and align the MS and guide images named by the arguments."""
-    ms_np, ms_grid = read_bands(args.ms, "MS")
+    ms_np, ms_grid = read_bands(config.ms, "MS")
     ms = torch.from_numpy(ms_np.astype(np.float64))
-    attrs = {"sources_ms": json.dumps([str(p) for p in args.ms]), "sources_pan": "[]"}
-    if not args.pan:
-        if args.ratio is None or args.ratio < 2:
+    attrs = {"sources_ms": json.dumps([str(p) for p in config.ms]), "sources_pan": "[]"}
+    if not config.pan:
+        if config.ratio is None or config.ratio < 2:
             raise UserInputError("give --ratio (2 or more) when the guide is synthesised (no --pan)")
         attrs.update(guide="synthetic", grid="none", grid_offset="[0, 0]", ms_origin="[0, 0]")
-        return Scene(ms, None, args.ratio, attrs)
-    pan_np, pan_grid = read_bands(args.pan, "PAN")
-    ratio = infer_ratio(pan_np.shape[1:], ms_np.shape[1:], args.ratio)
-    offset = grid_offset(ms_grid, pan_grid, ratio, args.grid)
+        return Scene(ms, None, config.ratio, attrs)
+    pan_np, pan_grid = read_bands(config.pan, "PAN")
+    ratio = infer_ratio(pan_np.shape[1:], ms_np.shape[1:], config.ratio)
+    offset = grid_offset(ms_grid, pan_grid, ratio, config.grid)
     ms, pan, origin = align(ms, torch.from_numpy(pan_np.astype(np.float64)), ratio, offset)
     attrs.update(
-        sources_pan=json.dumps([str(p) for p in args.pan]),
+        sources_pan=json.dumps([str(p) for p in config.pan]),
         guide="pan",
-        grid=args.grid,
+        grid=config.grid,
         grid_offset=json.dumps(list(offset)),
         ms_origin=json.dumps(list(origin)),
     )
     return Scene(ms, pan, ratio, attrs)
 
 
-def choose_scale(scene: Scene, scale: str) -> int:
+def choose_scale(scene: Scene, scale: str | float) -> float:
     """'auto' -> the smallest 2^k - 1 covering every pixel; otherwise the given number."""
     if scale != "auto":
-        value = _numbers(scale, float, "--scale")[0]
-        if value <= 0:
-            raise UserInputError(f"--scale must be positive, got {scale}")
-        return value
+        if not isinstance(scale, int | float) or not scale > 0:
+            raise UserInputError(f"--scale must be 'auto' or a positive number, got {scale}")
+        return scale
     top = float(scene.ms.max())
     if scene.guide is not None:
         top = max(top, float(scene.guide.max()))
@@ -232,44 +302,45 @@ def output_paths(out: Path, name: str, full: bool) -> dict[str, Path]:
     return paths
 
 
-def command_line(argv: list[str]) -> str:
-    """The command recorded in every file's ``command`` attribute."""
-    return "python -m data.prepare " + shlex.join(argv)
-
-
-def _check_sizes(args: argparse.Namespace, ratio: int) -> None:
+def _check_sizes(config: PrepareConfig, ratio: int) -> None:
     """Patch, stride and test size must be positive multiples of the ratio."""
-    for flag, value in (("--patch", args.patch), ("--stride", args.stride), ("--test-size", args.test_size)):
+    for flag, value in (
+        ("--patch", config.patch),
+        ("--stride", config.stride),
+        ("--test-size", config.test_size),
+    ):
         if value < ratio or value % ratio:
             raise UserInputError(f"{flag} {value} must be a positive multiple of the ratio {ratio}")
 
 
-def plan_split(args: argparse.Namespace, height: int, width: int):
+def plan_split(config: PrepareConfig, height: int, width: int):
     """(test region, training regions, validation region) of a height x width scene."""
-    if args.test_region is None:
-        test = default_test_region(height, width, args.test_size)
+    if config.test_region is None:
+        test = default_test_region(height, width, config.test_size)
     else:
-        test = parse_rect(args.test_region)
+        test = config.test_region
         check_inside(test, height, width, "test region")
-    if min(test.height, test.width) < args.test_size:
-        raise UserInputError(f"the test region ({test.text()}) is smaller than --test-size {args.test_size}")
+    if min(test.height, test.width) < config.test_size:
+        raise UserInputError(
+            f"the test region ({test.text()}) is smaller than --test-size {config.test_size}"
+        )
     train, valid = carve_validation(
-        complement(height, width, test), args.val_fraction, args.patch, args.stride
+        complement(height, width, test), config.val_fraction, config.patch, config.stride
     )
-    return test, [r for r in train if count_patches(r, args.patch, args.stride)], valid
+    return test, [r for r in train if count_patches(r, config.patch, config.stride)], valid
 
 
-def make_protocol(args: argparse.Namespace, scene: Scene) -> Protocol:
+def make_protocol(config: PrepareConfig, scene: Scene) -> Protocol:
     """Check the sensor, gains and synthetic-guide options against the scene."""
-    sensor = canonical_sensor(args.sensor)
-    gains = _numbers(args.gains, float, "--gains")
+    sensor = canonical_sensor(config.sensor)
+    gains = config.gains
     sensor_gains(sensor, scene.ms.shape[0], gains)
-    weights = None if scene.guide is not None else synthetic_weights(args, scene.ms.shape[0])
+    weights = None if scene.guide is not None else synthetic_weights(config, scene.ms.shape[0])
     return Protocol(scene.ratio, sensor, gains, weights)
 
 
 def build_splits(
-    scene: Scene, protocol: Protocol, args: argparse.Namespace, regions, progress: bool
+    scene: Scene, protocol: Protocol, config: PrepareConfig, regions, progress: bool
 ) -> dict[str, tuple[Fields, np.ndarray]]:
     """Samples and origins of every split; regions = (test, training list, validation)."""
     test, train, valid = regions
@@ -278,10 +349,10 @@ def build_splits(
     for split, rects in (("train", train), ("valid", [valid])):
         parts = []
         for rect in rects:
-            parts.append(region_samples(scene, protocol, rect, args.patch, args.stride))
+            parts.append(region_samples(scene, protocol, rect, config.patch, config.stride))
             steps.update()
         splits[split] = _concat(parts)
-    reduced, full, origins = test_samples(scene, protocol, test, args.test_size)
+    reduced, full, origins = test_samples(scene, protocol, test, config.test_size)
     splits["test_reduced"] = (reduced, origins)
     if full is not None:
         splits["test_full"] = (full, origins)
@@ -303,20 +374,23 @@ def write_all(paths: dict[str, Path], splits: dict, keys: dict[str, str], attrs:
             temp.unlink(missing_ok=True)
 
 
-def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
-    """Build the files described by parsed command-line ``args``; return their paths."""
-    scene = load_scene(args)
-    paths = output_paths(Path(args.out), args.name, scene.guide is not None)
+def prepare(config: PrepareConfig, progress: bool = True) -> dict[str, Path]:
+    """Build the files described by ``config``; return their paths by split (train, valid,
+    test_reduced and, with a real guide, test_full)."""
+    scene = load_scene(config)
+    paths = output_paths(Path(config.out), config.name, scene.guide is not None)
     existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not args.force:
+    if existing and not config.force:
         raise UserInputError(f"{existing[0]} exists: pass --force to overwrite, or another --name")
-    _check_sizes(args, scene.ratio)
-    protocol = make_protocol(args, scene)
+    _check_sizes(config, scene.ratio)
+    protocol = make_protocol(config, scene)
     bands = (protocol.weights if scene.guide is None else scene.guide).shape[0]
-    layout = args.layout if args.layout != "auto" else ("pancollection" if bands == 1 else "hyperspectral")
+    layout = (
+        config.layout if config.layout != "auto" else ("pancollection" if bands == 1 else "hyperspectral")
+    )
     height, width = scene.ms.shape[-2:]
-    test, train, valid = plan_split(args, height, width)
-    scale = choose_scale(scene, args.scale)
+    test, train, valid = plan_split(config, height, width)
+    scale = choose_scale(scene, config.scale)
     say = print if progress else (lambda *a: None)
     say(
         f"aligned scene: {height}x{width} MS pixels, ratio {scene.ratio}, guide of {bands} "
@@ -326,7 +400,7 @@ def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
         f"test region {test.text()}; validation region {valid.text()}; training regions "
         + "; ".join(r.text() for r in train)
     )
-    splits = build_splits(scene, protocol, args, (test, train, valid), progress)
+    splits = build_splits(scene, protocol, config, (test, train, valid), progress)
     attrs = dict(
         scene.attrs,
         ratio=scene.ratio,
@@ -339,13 +413,13 @@ def prepare(args: argparse.Namespace, progress: bool = True) -> dict[str, Path]:
         test_region=json.dumps(test),
         valid_region=json.dumps(valid),
         train_regions=json.dumps(train),
-        patch=args.patch,
-        stride=args.stride,
-        test_size=args.test_size,
-        command=command_line(args.argv),
+        patch=config.patch,
+        stride=config.stride,
+        test_size=config.test_size,
+        command=config.command_line(),
         origin="top-left MS pixel of each sample, aligned scene",
     )
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(config.out).mkdir(parents=True, exist_ok=True)
     write_all(paths, splits, LAYOUTS[layout], attrs)
     for key, (fields, _) in splits.items():
         say(f"{key}: {fields['lr'].shape[0]} samples -> {paths[key]}")
@@ -424,20 +498,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Parse ``argv`` (without the program name); fill the default stride; keep argv."""
+def parse_args(argv: list[str]) -> tuple[PrepareConfig, bool]:
+    """``argv`` (without the program name) -> (the typed configuration, quiet); number lists and
+    regions are parsed here, at the edge, with one-line errors naming the flag."""
     args = build_parser().parse_args(argv)
-    if args.stride is None:
-        args.stride = max(1, args.patch // 2)
-    args.argv = list(argv)
-    return args
+    scale = args.scale if args.scale == "auto" else _numbers(args.scale, float, "--scale")[0]
+    config = PrepareConfig(
+        ms=list(args.ms),
+        out=args.out,
+        name=args.name,
+        pan=list(args.pan) if args.pan else None,
+        pan_weights=_numbers(args.pan_weights, float, "--pan-weights"),
+        guide_bands=_numbers(args.guide_bands, int, "--guide-bands"),
+        ratio=args.ratio,
+        sensor=args.sensor,
+        gains=_numbers(args.gains, float, "--gains"),
+        patch=args.patch,
+        stride=args.stride,
+        val_fraction=args.val_fraction,
+        test_region=None if args.test_region is None else parse_rect(args.test_region),
+        test_size=args.test_size,
+        grid=args.grid,
+        scale=scale,
+        layout=args.layout,
+        force=args.force,
+    )
+    return config, args.quiet
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    prepare(args, progress=not args.quiet)
+    config, quiet = parse_args(sys.argv[1:] if argv is None else argv)
+    prepare(config, progress=not quiet)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from engine.training_parts import (
     grad_scaler,
     select_device,
 )
-from engine.visualize import comparison_panels, default_rgb_bands
+from engine.visualize import default_rgb_bands, error_scale, validation_figure
 from metrics.report import HIGHER_IS_BETTER
 from utils.errors import UserInputError
 
@@ -100,6 +100,7 @@ class Trainer:
         self.step = 0
         self.best = {"value": math.nan, "step": -1}
         self.history: list[dict] = []
+        self.error_max: float | None = None  # colour-scale maximum of the validation error maps
         self.writer = None  # opened by fit(), after a resume, so that curves do not double back
         self.bands = options.data.rgb_bands or default_rgb_bands(self.train_set.lr_channels)
         if max(self.bands) >= self.train_set.lr_channels:
@@ -122,6 +123,7 @@ class Trainer:
             "step": self.step,
             "best": dict(self.best),
             "history": list(self.history),
+            "error_max": self.error_max,
             "model_record": self.record,
             "metric": self.options.val.metric,
         }
@@ -147,6 +149,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best = dict(state["best"])
         self.history = list(state.get("history", []))
+        self.error_max = state.get("error_max")
 
     # ----------------------------------------------------------------- loop
     def batches_from(self, step: int):
@@ -339,28 +342,41 @@ class Trainer:
         return scores
 
     def show(self, kept: list[tuple[dict, torch.Tensor]]) -> None:
-        """Write the kept validation images to TensorBoard as RGB composites and error maps."""
+        """Write one TensorBoard figure per kept validation image (``val/image_<i>``):
+        lr | up | fused | gt | error heat map, the heat map on one colour scale for the run."""
         if not kept:
             return
         batch = {k: torch.cat([b[k] for b, _ in kept])[: self.options.val.images] for k in kept[0][0]}
         fused = torch.cat([f for _, f in kept])[: self.options.val.images]
-        for name, panel in comparison_panels(batch, fused, self.bands).items():
-            self.writer.add_images(f"val/{name}", panel, self.step)
+        if self.error_max is None:  # fixed at the first validation, kept in checkpoints
+            self.error_max = error_scale(batch["up"], batch["gt"])
+        for i in range(fused.shape[0]):
+            image = {k: batch[k][i] for k in ("lr", "up", "gt")}
+            figure = validation_figure(image, fused[i], self.bands, self.error_max, self.options.data.scale)
+            self.writer.add_figure(f"val/image_{i}", figure, self.step)
 
     def finish(self) -> None:
-        """Log the final metrics as TensorBoard hparams (the writer is closed by fit)."""
+        """Describe the run on TensorBoard's HParams page (the writer is closed by fit).
+
+        Only the hparams summaries are written, into this run: the page reads each metric's
+        value from the run's own ``val/<index>`` curve, so no single-point scalar cards appear
+        among the curves.
+        """
         if self.writer is None:
             return
+        from torch.utils.tensorboard.summary import hparams
+
         final = self.history[-1] if self.history else {}
-        hparams = {
+        options = {
             "model": self.record["name"],
             "lr": self.options.train.optimizer.lr,
             "batch_size": self.options.train.batch_size,
             "steps": self.total_steps,
         }
-        self.writer.add_hparams(
-            hparams, {f"hparam/{k}": v for k, v in final.items() if k != "step"}, run_name="hparams"
-        )
+        metrics = {f"val/{k}": v for k, v in final.items() if k != "step"}
+        writer = self.writer.file_writer
+        for summary_proto in hparams(options, metrics):
+            writer.add_summary(summary_proto)
 
 
 def summary(means: dict[str, float]) -> str:

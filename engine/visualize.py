@@ -52,38 +52,51 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="nearest")
 
 
-def error_map(fused: torch.Tensor, gt: torch.Tensor, vmax: float | None = None) -> torch.Tensor:
-    """Mean absolute error over bands, N x 1 x H x W scaled to [0, 1] by ``vmax`` (default: max)."""
-    err = (fused.detach() - gt.detach()).abs().mean(dim=1, keepdim=True).float()
-    top = err.flatten(1).amax(dim=1)[:, None, None, None] if vmax is None else torch.tensor(vmax)
-    return (err / top.clamp_min(1e-12)).clamp(0, 1)
+def mean_abs_error(fused: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """|fused - gt| averaged over bands: N x C x H x W -> N x H x W (the inputs' units), float64."""
+    return (fused.detach().double() - gt.detach().double()).abs().mean(dim=1)
 
 
-def sam_map(fused: torch.Tensor, gt: torch.Tensor, vmax_degrees: float = 10.0) -> torch.Tensor:
-    """Per-pixel spectral angle in degrees, N x 1 x H x W scaled to [0, 1] by ``vmax_degrees``."""
-    f, g = fused.detach().double(), gt.detach().double()
-    cosine = (f * g).sum(1, keepdim=True) / (f.norm(dim=1, keepdim=True) * g.norm(dim=1, keepdim=True))
-    angle = torch.rad2deg(torch.acos(cosine.nan_to_num(1.0).clamp(-1, 1)))
-    return (angle / vmax_degrees).clamp(0, 1).float()
+def error_scale(up: torch.Tensor, gt: torch.Tensor) -> float:
+    """A colour-scale maximum for error maps: the 99th percentile of the interpolated input's
+    mean absolute error (N x C x H x W tensors, same units); fixed once for a whole run."""
+    top = torch.quantile(mean_abs_error(up, gt).flatten()[:1_000_000], 0.99).item()
+    return top if top > 0 else 1.0
 
 
-def comparison_panels(
-    batch: dict[str, torch.Tensor], fused: torch.Tensor, bands: list[int]
-) -> dict[str, torch.Tensor]:
-    """Named N x 3 x H x W panels (lr, up, guide, fused, gt, abs_error, sam) sharing one stretch."""
-    size = tuple(fused.shape[-2:])
-    reference = batch.get("gt", batch["up"])
-    limits = stretch_limits(reference.float()[:, bands])
-    guide = batch["guide"]
-    guide_bands = default_rgb_bands(guide.shape[1])
-    panels = {
-        "lr": resize_to(rgb_composite(batch["lr"], bands, limits), size),
-        "up": rgb_composite(batch["up"], bands, limits),
-        "guide": rgb_composite(guide, guide_bands),
-        "fused": rgb_composite(fused, bands, limits),
+def validation_figure(
+    images: dict[str, torch.Tensor], fused: torch.Tensor, bands: list[int], error_max: float, unit: float
+):
+    """One validation image as a matplotlib figure: lr | up | fused | gt | error heat map.
+
+    images: lr (C x h x w), up, gt (C x H x W), scaled data; fused C x H x W. The RGB composites
+    (``bands``) share the gt's 2-98 % stretch; the heat map is the mean absolute error over bands
+    in digital numbers (data times ``unit``) on the fixed scale [0, error_max * unit] with a
+    colour bar, so that maps of different steps compare. Pixels are drawn as blocks (nearest).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    gt = images["gt"][None]
+    limits = stretch_limits(gt.float()[:, bands])
+    tiles = {
+        "lr": images["lr"][None],
+        "up": images["up"][None],
+        "fused": fused[None],
+        "gt": gt,
     }
-    if "gt" in batch:
-        panels["gt"] = rgb_composite(batch["gt"], bands, limits)
-        panels["abs_error"] = error_map(fused, batch["gt"]).expand(-1, 3, -1, -1)
-        panels["sam"] = sam_map(fused, batch["gt"]).expand(-1, 3, -1, -1)
-    return panels
+    figure = Figure(figsize=(16.5, 3.6), dpi=100, layout="constrained")
+    axes = figure.subplots(1, 5)
+    for ax, (name, tile) in zip(axes, tiles.items(), strict=False):
+        rgb = rgb_composite(tile, bands, limits)[0].permute(1, 2, 0).numpy()
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(f"{name} ({tile.shape[-2]} x {tile.shape[-1]})")
+    error = mean_abs_error(fused[None], gt)[0].numpy() * unit
+    heat = axes[4].imshow(error, cmap="inferno", vmin=0.0, vmax=error_max * unit, interpolation="nearest")
+    axes[4].set_title("|fused - gt|, mean over bands (DN)")
+    figure.colorbar(heat, ax=axes[4], fraction=0.046, pad=0.02)
+    for ax in axes:
+        ax.set_axis_off()
+    return figure

@@ -287,3 +287,27 @@ def test_ensure_demo_landsat8(tmp_path):
     assert ensure_demo("landsat8", root=tmp_path)["train"].stat().st_mtime_ns == stamp
     with pytest.raises(UserInputError, match="did you mean 'landsat8'"):
         ensure_demo("landsat", root=tmp_path)
+
+
+def test_a_configuration_and_its_command_line_are_one(tmp_path):
+    """The typed configuration (the library's input) and the command line describe each other."""
+    from data.prepare import PrepareConfig, parse_args
+    from data.split import Rect
+
+    config = PrepareConfig(
+        ms=["a.tif", "b.tif"],
+        out=str(tmp_path),
+        name="scene",
+        pan_weights=[0.25, 0.125, 0.1234567891],
+        ratio=4,
+        gains=[0.3, 0.31, 0.29],
+        patch=32,
+        test_region=Rect(0, 8, 64, 64),
+        scale=2047,
+    )
+    assert config.stride == 16
+    again, quiet = parse_args(config.argv())
+    assert again == config and not quiet
+    assert "--pan-weights 0.25,0.125,0.1234567891" in config.command_line()
+    with pytest.raises(UserInputError, match="--gains must be comma-separated numbers"):
+        parse_args([*config.argv(), "--gains", "0.3,x"])
