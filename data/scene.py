@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
-import scipy.io
 import tifffile
 import torch
 
 from protocols.resize import HALF_BAND_23, filter_axis
+from utils import image_io
 from utils.errors import UserInputError
 
 GRIDS = ("auto", "pixel-is-area", "pixel-is-point")
@@ -122,71 +121,42 @@ def _split_mat_name(path: str) -> tuple[str, str | None]:
     return (head + ".mat", name) if sep else (str(path), None)
 
 
-def _mat_variable(path: str, name: str | None) -> np.ndarray:
-    """The array ``name`` (or the only array) of a MATLAB file, v7.3 (HDF5) included, H x W x C."""
-    try:
-        content = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-    except NotImplementedError:
-        with h5py.File(path, "r") as file:
-            content = {k: file[k][()].T for k in file if isinstance(file[k], h5py.Dataset)}
-    arrays = {
-        k: v
-        for k, v in content.items()
-        if isinstance(v, np.ndarray) and v.ndim in (2, 3) and min(v.shape[:2]) > 1
-    }
-    if name is None and len(arrays) == 1:
-        return next(iter(arrays.values()))
-    if name in arrays:
-        return arrays[name]
-    raise UserInputError(
-        f"{path}: choose the image among the variables {sorted(arrays)} with "
-        f"'{path}:NAME' (a 2-D or H x W x C array)"
-    )
-
-
-def _bands_first(array: np.ndarray, path: str, bands_last: bool) -> np.ndarray:
-    """2-D -> 1 x H x W; 3-D -> C x H x W from the file's axis order.
+def read_image(path: str | Path) -> np.ndarray:
+    """One scene image as a C x H x W array, values and dtype as stored: GeoTIFF (the sample
+    axis is the band axis; pages without one are read H x W x C), .npy (bands first), .mat
+    (bands last, ``file.mat:VAR`` picks a variable), through :func:`utils.image_io.read_image`.
 
     A band axis longer than both spatial axes is fine (hyperspectral cubes); a spatial axis
-    shorter than both others means the axis order is wrong.
+    shorter than both others means the axis order is wrong and is refused.
     """
-    if array.ndim == 2:
-        return array[None]
-    if array.ndim != 3:
-        raise UserInputError(f"{path}: expected a 2-D or 3-D image, got shape {array.shape}")
-    spatial_end = 0 if bands_last else 2
-    if array.shape[spatial_end] < min(n for i, n in enumerate(array.shape) if i != spatial_end):
-        order = "H x W x C" if bands_last else "C x H x W"
-        raise UserInputError(
-            f"{path}: shape {array.shape} read as {order} makes the shortest axis spatial; "
-            "store .npy bands-first (C x H x W) and .mat bands-last (H x W x C)"
-        )
-    return np.moveaxis(array, -1, 0) if bands_last else array
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """One image file as a C x H x W array: GeoTIFF (any sample layout), .npy (bands first),
-    .mat (bands last, ``file.mat:VAR`` picks a variable)."""
     path, name = _split_mat_name(str(path))
     if not Path(path).is_file():
         raise UserInputError(f"{path} does not exist: give the path of an image file")
     suffix = Path(path).suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                return _bands_first(series.asarray(), path, series.axes.endswith("S"))
-        except tifffile.TiffFileError as exc:
+    if suffix not in (*TIFF_SUFFIXES, ".npy", ".mat"):
+        raise UserInputError(
+            f"{path}: unsupported file type '{suffix}'; use GeoTIFF (.tif), .npy (C x H x W) "
+            "or .mat (H x W x C)"
+        )
+    try:
+        stack, _ = image_io.read_image(path, key=name)
+    except UserInputError as exc:
+        if suffix in TIFF_SUFFIXES and "cannot read" in str(exc):
             raise UserInputError(
-                f"{path} is not a readable TIFF ({exc}): convert it to GeoTIFF, e.g. with gdal_translate"
+                f"{path} is not a readable TIFF: convert it to GeoTIFF, e.g. with gdal_translate"
             ) from None
-    if suffix == ".npy":
-        return _bands_first(np.load(path), path, bands_last=False)
-    if suffix == ".mat":
-        return _bands_first(_mat_variable(path, name), path, bands_last=True)
-    raise UserInputError(
-        f"{path}: unsupported file type '{suffix}'; use GeoTIFF (.tif), .npy (C x H x W) or .mat (H x W x C)"
-    )
+        raise
+    if stack.shape[0] != 1:
+        raise UserInputError(f"{path}: expected one image, found a stack of {stack.shape[0]}")
+    image = stack[0]
+    bands, height, width = image.shape
+    if (height < bands and height < width) or (width < bands and width < height):
+        order = "C x H x W" if suffix == ".npy" else "H x W x C"
+        raise UserInputError(
+            f"{path}: shape {image.shape} read as {order} makes the shortest axis spatial; "
+            "store .npy bands-first (C x H x W) and .mat bands-last (H x W x C)"
+        )
+    return image
 
 
 def read_bands(paths: Sequence[str | Path], what: str) -> tuple[np.ndarray, Grid | None]:

@@ -22,6 +22,7 @@ from engine.training_parts import select_device
 from metrics.report import csv_number, format_mean_std
 from utils.errors import UserInputError
 from utils.jsonio import dumps_strict
+from utils.tables import text_table
 
 
 def find_checkpoint(options: Options) -> Path:
@@ -103,25 +104,21 @@ def training_free_model(
 
 def format_table(title: str, scores: dict[str, Scores], keys: list[str]) -> str:
     """A text table: one row per method with mean +- std of each index and the time per image."""
-    header = ["method", *keys, "s/img"]
     rows = []
     for method, s in scores.items():
         mean, std = s.mean(), s.std()
         cells = [format_mean_std(mean[k], std[k]) for k in keys]
         seconds = sum(s.seconds) / max(len(s.seconds), 1)
         rows.append([method, *cells, f"{seconds:.3f}"])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
+    return title + "\n" + text_table(["method", *keys, "s/img"], rows)
 
 
 def format_per_image(scores: Scores, keys: list[str]) -> str:
     """One line per image of one method."""
-    lines = ["image  " + "  ".join(f"{k:>10}" for k in keys)]
-    for i in range(len(scores.values[keys[0]])):
-        lines.append(f"{i:5d}  " + "  ".join(f"{scores.values[k][i]:10.4f}" for k in keys))
-    return "\n".join(lines)
+    rows = [
+        [str(i), *(f"{scores.values[k][i]:.4f}" for k in keys)] for i in range(len(scores.values[keys[0]]))
+    ]
+    return text_table(["image", *keys], rows)
 
 
 def save_fused(fused: torch.Tensor, scale: float, folder: Path, stem: str, start: int, fmt: str) -> None:

@@ -30,12 +30,13 @@ from metrics import (
     full_resolution_report,
     reduced_resolution_report,
 )
-from metrics.io import SUFFIXES, read_image
 from metrics.report import mean_std
 from protocols.mtf import SENSOR_GAINS, canonical_sensor
 from utils.cli import OneLineParser, int_at_least, positive_float
 from utils.errors import UserInputError, exit_on_user_error
+from utils.image_io import SUFFIXES, read_image
 from utils.jsonio import dumps_strict
+from utils.tables import text_table
 
 ROLES = ("fused", "gt", "ms", "pan", "lms")
 SENSORS = tuple(SENSOR_GAINS)
@@ -156,7 +157,8 @@ def load_inputs(
         key = getattr(args, f"{role}_key") or args.key
         layout = getattr(args, f"{role}_layout") or args.layout
         scale = getattr(args, f"{role}_scale") or args.scale
-        array, name = read_image(path, role, key, layout)
+        stored, name = read_image(path, role, key, layout)
+        array = np.ascontiguousarray(stored, dtype=np.float64)
         bad = int(np.count_nonzero(~np.isfinite(array)))
         if bad:
             raise UserInputError(f"--{role} {path} has {bad} NaN or Inf values; fix the file")
@@ -233,18 +235,12 @@ def summarise(values: dict[str, torch.Tensor]) -> dict[str, dict]:
 
 def format_table(summary: dict[str, dict], title: str) -> str:
     """A fixed-width text table: one row per image, then mean and std rows for stacks."""
-    width = {name: max(len(name), 9) for name in summary}
     n = len(next(iter(summary.values()))["per_image"])
-    rows = [(str(i), {k: v["per_image"][i] for k, v in summary.items()}) for i in range(n)]
+    rows = [[str(i), *(f"{v['per_image'][i]:.4f}" for v in summary.values())] for i in range(n)]
     if n > 1:
-        rows += [(stat, {k: v[stat] for k, v in summary.items()}) for stat in ("mean", "std")]
-    lines = [title, "image " + " ".join(f"{k:>{w}}" for k, w in width.items())]
-    for label, numbers in rows:
-        cells = " ".join(f"{numbers[k]:>{w}.4f}" for k, w in width.items())
-        lines.append(f"{label:<5} {cells}")
+        rows += [[stat, *(f"{v[stat]:.4f}" for v in summary.values())] for stat in ("mean", "std")]
     better = ", ".join(f"{k} {'higher' if HIGHER_IS_BETTER[k] else 'lower'}" for k in summary)
-    lines.append(f"better: {better}")
-    return "\n".join(lines)
+    return f"{title}\n{text_table(['image', *summary], rows)}\nbetter: {better}"
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -20,9 +20,9 @@ import torch
 
 from metrics import FULL_KEYS, REDUCED_KEYS, full_resolution_report, reduced_resolution_report
 from metrics.cli import main, scale_warning
-from metrics.io import tif_layout, to_nchw
 from protocols.resize import upsample
 from tests.conftest import ROOT, load_golden
+from utils.image_io import tif_layout, to_nchw
 
 SIZE = 64
 

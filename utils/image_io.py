@@ -1,7 +1,9 @@
-"""Reading images for scoring: .npy, .npz, .mat (v5 and v7.3), .h5/.hdf5 and .tif/.tiff files.
+"""The one image reader: .npy, .npz, .mat (v5 and v7.3), .h5/.hdf5 and .tif/.tiff files.
 
-Every reader returns an N x C x H x W float64 array at the file's own value scale. Axis order
-follows each format's usual convention unless a layout string overrides it (see ``to_nchw``):
+Used by the metrics command (stacks of fused images and references), scene preparation and
+predict.py (one scene). :func:`read_image` returns an N x C x H x W array with the file's own
+values and dtype. Axis order follows each format's usual convention unless a layout string
+overrides it (see ``to_nchw``):
 
 - .npy, .npz, .h5, .hdf5: bands first (C x H x W; N x C x H x W for stacks), as PanCollection
   files read with h5py;
@@ -33,6 +35,7 @@ CONVENTIONAL_KEYS: dict[str, tuple[str, ...]] = {
     "ms": ("ms", "MS", "LRHSI"),
     "pan": ("pan", "PAN", "RGB"),
     "lms": ("lms", "LMS", "HSI_up"),
+    "image": (),
 }
 
 _BANDS_FIRST = {2: "hw", 3: "chw", 4: "nchw"}
@@ -46,29 +49,45 @@ def _join(names: list[str]) -> str:
     return ", ".join(names) if names else "(none)"
 
 
-def choose_key(keys: list[str], key: str | None, role: str, path: Path) -> str:
+def _label(role: str, path: Path) -> str:
+    """How error messages name an input: the command's flag and the file, or the file alone."""
+    return str(path) if role == "image" else f"--{role} {path}"
+
+
+def _key_hint(role: str, path: Path) -> str:
+    """How the user picks an array: the command's ``--role-key`` flag, or ``file:NAME``."""
+    return f"'{path}:NAME'" if role == "image" else f"--{role}-key"
+
+
+def choose_key(
+    keys: list[str], key: str | None, role: str, path: Path, images: list[str] | None = None
+) -> str:
     """Pick the array to read from a file holding ``keys``.
 
-    An explicit ``key`` must exist; otherwise the only array, else the first conventional name
-    for ``role`` (``CONVENTIONAL_KEYS``). Anything else is a :class:`UserInputError` that lists
-    the keys.
+    An explicit ``key`` must exist; otherwise the only array, else the only one of ``images``
+    (the arrays shaped like an image, when known), else the first conventional name for
+    ``role`` (``CONVENTIONAL_KEYS``). Anything else is a :class:`UserInputError` that lists the keys.
     """
     if key is not None:
         if key not in keys:
             raise UserInputError(
-                f"{path} has no array '{key}'; it holds: {_join(keys)} (choose one with --{role}-key)"
+                f"{path} has no array '{key}'; it holds: {_join(keys)} "
+                f"(choose one with {_key_hint(role, path)})"
             )
         return key
     if len(keys) == 1:
         return keys[0]
+    if images is not None and len(images) == 1:
+        return images[0]
     for name in CONVENTIONAL_KEYS[role]:
         if name in keys:
             return name
     if not keys:
         raise UserInputError(f"{path} holds no arrays")
     raise UserInputError(
-        f"{path} holds several arrays ({_join(keys)}) and none is named "
-        f"{' or '.join(CONVENTIONAL_KEYS[role])}; choose one with --{role}-key"
+        f"{path} holds several arrays ({_join(keys)})"
+        + (f" and none is named {' or '.join(CONVENTIONAL_KEYS[role])}" if CONVENTIONAL_KEYS[role] else "")
+        + f"; choose one with {_key_hint(role, path)}"
     )
 
 
@@ -100,8 +119,9 @@ def _read_mat(path: Path, key: str | None, role: str) -> Read:
         array, name, _ = _read_hdf5(path, key, role)
         array = array.transpose()
     else:
-        keys = [entry[0] for entry in scipy.io.whosmat(path)]
-        name = choose_key(keys, key, role, path)
+        entries = scipy.io.whosmat(path)
+        images = [n for n, shape, _ in entries if len(shape) >= 2 and sorted(shape)[-2] > 1]
+        name = choose_key([entry[0] for entry in entries], key, role, path, images)
         array = np.asarray(scipy.io.loadmat(path, variable_names=[name])[name])
     return array, name, _MAT_BANDS_LAST.get(array.ndim, "")
 
@@ -176,33 +196,33 @@ def to_nchw(array: np.ndarray, layout: str, what: str) -> np.ndarray:
 
 
 def read_image(
-    path: str | Path, role: str, key: str | None = None, layout: str | None = None
+    path: str | Path, role: str = "image", key: str | None = None, layout: str | None = None
 ) -> tuple[np.ndarray, str]:
-    """Read one input of the metrics command as an N x C x H x W float64 array.
+    """Read one image file (or a stack) as an N x C x H x W array.
 
-    Returns the array (values as stored, no scaling) and the name of the array read (empty for
-    .npy and .tif). ``role`` (fused, gt, ms, pan, lms) picks the conventional key and names the
-    input in error messages. Bad files raise :class:`UserInputError`.
+    Returns the array (values and dtype as stored, no scaling) and the name of the array read
+    (empty for .npy and .tif). ``role`` (fused, gt, ms, pan, lms, or image) picks the conventional
+    key and names the input in error messages (``--role path``). Bad files raise
+    :class:`UserInputError`.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _READERS:
         raise UserInputError(
-            f"--{role} {path}: unknown file type '{path.suffix}'; use one of {', '.join(SUFFIXES)}"
+            f"{_label(role, path)}: unknown file type '{path.suffix}'; use one of {', '.join(SUFFIXES)}"
         )
     if not path.is_file():
-        raise UserInputError(f"--{role} {path}: no such file")
+        raise UserInputError(f"{_label(role, path)}: no such file")
     try:
         array, name, convention = _READERS[suffix](path, key, role)
     except UserInputError:
         raise
     except Exception as exc:  # every reader failure means the same thing to the user
-        raise UserInputError(f"--{role} {path}: cannot read it as {suffix}: {exc}") from None
-    what = f"--{role} {path}" + (f" ['{name}']" if name else "")
+        raise UserInputError(f"{_label(role, path)}: cannot read it as {suffix}: {exc}") from None
+    what = _label(role, path) + (f" ['{name}']" if name else "")
     if array.dtype.kind not in "biuf":
         raise UserInputError(f"{what} holds {array.dtype} values; expected real numbers")
     if array.size == 0:
         shape = " x ".join(str(size) for size in array.shape)
         raise UserInputError(f"{what} is empty (shape {shape}): give a file that holds at least one image")
-    nchw = to_nchw(array, layout or convention, what)
-    return np.ascontiguousarray(nchw, dtype=np.float64), name
+    return to_nchw(array, layout or convention, what), name

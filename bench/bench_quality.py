@@ -1,0 +1,149 @@
+"""Quality showcase: train RAMSF and the deep peers with one budget, score them beside the
+classical methods on the held-out test crops, and write the tables README shows.
+
+    python bench/bench_quality.py                              # both showcases, the main budget
+    python bench/bench_quality.py --showcase landsat8 --budget long --peers
+    python bench/bench_quality.py --showcase sentinel2 --peers PanNet FusionNet
+
+A showcase is a demo scene (``landsat8``: Landsat-8 PAN 15 m + 7 MS bands 30 m;
+``sentinel2``: the six 20 m bands guided by the four 10 m bands) and a budget is a RAMSF
+option file (``main``: the README's main command; ``long``: under an hour on 2 cores). Every
+deep peer trains with the same option file, only ``model`` changed, so the recipe, the number
+of steps, the data and the checkpoint choice (best validation ERGAS) are the same for all. The
+recipes were chosen on the validation split; the test crops are only scored here.
+
+Each training runs as ``python train.py`` in its own process under ``--log-root``; the table
+(mean +- std over the test crops, the best of each index in bold, training seconds) is printed
+and written to ``charts/quality_<showcase>_<budget>.md`` with the machine named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml
+
+from engine.compare import run_comparison
+from engine.options import load_options
+from engine.run_dir import environment_report, list_runs
+from metrics.report import HIGHER_IS_BETTER, format_mean_std
+
+SHOWCASES = {
+    "landsat8": {"main": "option.yml", "long": "options/landsat8_long.yml"},
+    "sentinel2": {"main": "options/sentinel2_demo.yml", "long": "options/sentinel2_long.yml"},
+}
+PEERS = ("PNN", "PanNet", "FusionNet")
+CLASSICAL = ("EXP", "BT-H", "GSA", "BDSD-PC", "PRACS", "MTF-GLP-HPM", "MTF-GLP-FS", "AWLP")
+SHOWN = (("reduced", "SAM"), ("reduced", "ERGAS"), ("reduced", "Q2n"), ("full", "QNR"), ("full", "HQNR"))
+
+
+def train(option_path: str, name: str, model: str | None, log_root: Path) -> tuple[Path, float]:
+    """Train one model in a fresh process; (its run folder, wall seconds)."""
+    sets = [f"log_root={log_root}", f"name={name}", "train.resume=none"]
+    if model is not None:
+        sets.append(f"model={{name: {model}}}")
+    command = [sys.executable, str(ROOT / "train.py"), "--option_path", str(ROOT / option_path)]
+    for item in sets:
+        command += ["--set", item]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    options = load_options(ROOT / option_path, sets)
+    return list_runs(options)[-1], seconds
+
+
+def compare(option_path: str, runs: dict[str, Path], log_root: Path, name: str) -> dict:
+    """Score the trained runs and the classical methods on the option file's test files."""
+    base = yaml.safe_load((ROOT / option_path).read_text())
+    options = {key: base[key] for key in ("task", "seed", "device", "demo", "data") if key in base}
+    options["data"] = {k: v for k, v in base["data"].items() if k not in ("train", "valid", "augment")}
+    options["data"]["root"] = str(ROOT / base["data"]["root"])
+    methods = [
+        {
+            "label": label,
+            "option_path": str(run / "options.yml"),
+            "checkpoint": str(run / "checkpoints" / "best.pth"),
+        }
+        for label, run in runs.items()
+    ]
+    methods += [{"model": {"name": method}} for method in CLASSICAL]
+    options.update(
+        name=name,
+        log_root=str(log_root),
+        test={"dim_cut": 0, "batch_size": 1},
+        compare={"methods": methods, "charts": None},
+    )
+    path = log_root / f"{name}.yml"
+    path.write_text(yaml.safe_dump(options, sort_keys=False))
+    return run_comparison(load_options(path), log=lambda *a: None)
+
+
+def table(results: dict, seconds: dict[str, float]) -> str:
+    """Markdown: one row per method, mean +- std of the shown indices, the best in bold."""
+    header = ["method", *(f"{k} {'↑' if HIGHER_IS_BETTER[k] else '↓'}" for _, k in SHOWN), "training"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    methods = results["methods"]
+    best = {}
+    for kind, key in SHOWN:
+        means = {m: e[kind][key]["mean"] for m, e in methods.items() if key in e[kind]}
+        best[key] = (max if HIGHER_IS_BETTER[key] else min)(means.values())
+    for label, entry in methods.items():
+        cells = [label]
+        for kind, key in SHOWN:
+            stat = entry[kind].get(key)
+            text = "-" if stat is None else format_mean_std(stat["mean"], stat["std"], sep=" ± ")
+            cells.append(f"**{text}**" if stat is not None and stat["mean"] == best[key] else text)
+        cells.append(f"{seconds[label]:.0f} s" if label in seconds else "none")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--showcase", nargs="+", choices=sorted(SHOWCASES), default=sorted(SHOWCASES))
+    parser.add_argument("--budget", choices=("main", "long"), default="main")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        default=list(PEERS),
+        help=f"deep peers to train too (default: {' '.join(PEERS)})",
+    )
+    parser.add_argument("--log-root", default=str(ROOT / "logs" / "bench_quality"))
+    parser.add_argument("--out", default=str(ROOT / "charts"), help="folder of the Markdown tables")
+    args = parser.parse_args()
+    log_root = Path(args.log_root) / time.strftime("%Y%m%d-%H%M%S")
+    log_root.mkdir(parents=True)
+    machine = {k: v for k, v in (line.split(" ", 1) for line in environment_report().splitlines())}
+    for showcase in args.showcase:
+        option_path = SHOWCASES[showcase][args.budget]
+        runs, seconds = {}, {}
+        for label in ("RAMSF", *args.peers):
+            model = None if label == "RAMSF" else label
+            runs[label], seconds[label] = train(
+                option_path, f"{label}_{showcase}_{args.budget}", model, log_root
+            )
+            print(f"{showcase}: trained {label} in {seconds[label]:.0f} s ({runs[label]})", flush=True)
+        results = compare(option_path, runs, log_root, f"quality_{showcase}_{args.budget}")
+        text = (
+            f"{showcase}, budget '{args.budget}' ({option_path}), test crops of "
+            f"{results['image_size'][0]} x {results['image_size'][1]}: mean ± std over the crops; "
+            f"machine: {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads, torch "
+            f"{machine.get('torch', '?')}\n\n" + table(results, seconds) + "\n"
+        )
+        print("\n" + text, flush=True)
+        out = Path(args.out) / f"quality_{showcase}_{args.budget}.md"
+        out.write_text(text)
+        print(f"wrote {out} (comparison in {results['run_dir']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
