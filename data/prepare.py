@@ -33,12 +33,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from data.datasets import LAYOUTS
+from data.samples import Fields, Protocol, Scene, concat_samples, region_samples, test_samples, write_h5
 from data.scene import GRIDS, align, grid_offset, infer_ratio, read_bands
 from data.split import (
     Rect,
@@ -47,18 +47,11 @@ from data.split import (
     complement,
     count_patches,
     default_test_region,
-    extract_patches,
-    grid_origins,
     parse_rect,
-    used_extent,
 )
-from protocols.degrade import wald_protocol
 from protocols.mtf import canonical_sensor, sensor_gains
-from protocols.resize import imresize_matlab, upsample
 from utils.cli import OneLineParser
 from utils.errors import UserInputError, exit_on_user_error
-
-Fields = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -132,46 +125,6 @@ class PrepareConfig:
         return "python -m data.prepare " + shlex.join([a for a in self.argv() if a != "--force"])
 
 
-@dataclass
-class Scene:
-    """An aligned scene: ms C x h x w, guide G x rh x rw (real) or None (synthesised)."""
-
-    ms: torch.Tensor
-    guide: torch.Tensor | None
-    ratio: int
-    attrs: dict
-
-
-@dataclass
-class Protocol:
-    """How samples are simulated: ratio, MTF preset or gains, synthetic guide weights (G x C)."""
-
-    ratio: int
-    sensor: str
-    gains: list[float] | None
-    weights: torch.Tensor | None
-
-    def guide_of(self, gt: torch.Tensor) -> torch.Tensor:
-        """Synthetic guide N x G x H x W of N x C x H x W images."""
-        return torch.einsum("gc,nchw->nghw", self.weights.to(gt), gt)
-
-    def reduced(self, gt: torch.Tensor, guide: torch.Tensor | None) -> Fields:
-        """Wald protocol: gt N x C x H x W, guide N x G x rH x rW (None: synthesised)."""
-        synthetic = guide is None
-        if synthetic:
-            guide = self.guide_of(gt)
-        ms, pan = wald_protocol(gt, guide[:, :1], self.ratio, self.sensor, self.gains)
-        if synthetic:
-            pan = guide
-        elif guide.shape[1] > 1:
-            pan = imresize_matlab(guide, 1.0 / self.ratio)
-        return {"gt": gt, "lr": ms, "up": upsample(ms, self.ratio), "guide": pan}
-
-    def full(self, ms: torch.Tensor, guide: torch.Tensor) -> Fields:
-        """Native resolution: ms N x C x h x w, guide N x G x rh x rw; no ground truth."""
-        return {"lr": ms, "up": upsample(ms, self.ratio), "guide": guide}
-
-
 def _numbers(text: str | None, kind: type, what: str) -> list | None:
     """'1,2,3' -> [1, 2, 3] of ``kind``; None stays None."""
     if text is None:
@@ -231,61 +184,6 @@ def choose_scale(scene: Scene, scale: str | float) -> float:
     if scene.guide is not None:
         top = max(top, float(scene.guide.max()))
     return 2 ** max(1, math.ceil(math.log2(top + 1.0))) - 1
-
-
-def crop_scene(scene: Scene, rect: Rect) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The MS (1 x C x h x w) and guide (1 x G x rh x rw, or None) of a scene rectangle."""
-    r = scene.ratio
-    ms = scene.ms[None, :, rect.row : rect.row + rect.height, rect.col : rect.col + rect.width]
-    if scene.guide is None:
-        return ms, None
-    rows = slice(r * rect.row, r * (rect.row + rect.height))
-    return ms, scene.guide[None, :, rows, r * rect.col : r * (rect.col + rect.width)]
-
-
-def region_samples(scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int):
-    """Reduced-resolution patches of one region, degraded as a whole: (fields, origins)."""
-    area = used_extent(rect, patch, stride)
-    fields = protocol.reduced(*crop_scene(scene, area))
-    r = scene.ratio
-    patches = {
-        key: extract_patches(value, patch // r, stride // r)
-        if key == "lr"
-        else extract_patches(value, patch, stride)
-        for key, value in fields.items()
-    }
-    return patches, grid_origins(area, patch, stride)
-
-
-def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
-    """Test tiles (size x size MS pixels) of ``rect``: (reduced fields, full fields, origins).
-
-    Each tile is degraded on its own; the full-resolution fields are None without a real guide.
-    """
-    area = used_extent(rect, size, size)
-    ms, guide = crop_scene(scene, area)
-    ms = extract_patches(ms, size, size)
-    origins = grid_origins(area, size, size)
-    if guide is None:
-        return protocol.reduced(ms, None), None, origins
-    guide = extract_patches(guide, scene.ratio * size, scene.ratio * size)
-    return protocol.reduced(ms, guide), protocol.full(ms, guide), origins
-
-
-def write_h5(path: Path, fields: Fields, origins: np.ndarray, keys: dict, attrs: dict) -> None:
-    """Write one file (float64 arrays chunked per sample, ``origin``, attributes)."""
-    with h5py.File(path, "w") as file:
-        for field, value in fields.items():
-            data = value.to(torch.float64).numpy()
-            file.create_dataset(keys[field], data=data, chunks=(1, *data.shape[1:]))
-        file.create_dataset("origin", data=origins.astype(np.int32))
-        file.attrs.update(attrs)
-
-
-def _concat(parts: list[tuple[Fields, np.ndarray]]) -> tuple[Fields, np.ndarray]:
-    """Join per-region (fields, origins) along the sample axis."""
-    fields = {key: torch.cat([p[0][key] for p in parts]) for key in parts[0][0]}
-    return fields, np.concatenate([p[1] for p in parts])
 
 
 def output_paths(out: Path, name: str, full: bool) -> dict[str, Path]:
@@ -351,7 +249,7 @@ def build_splits(
         for rect in rects:
             parts.append(region_samples(scene, protocol, rect, config.patch, config.stride))
             steps.update()
-        splits[split] = _concat(parts)
+        splits[split] = concat_samples(parts)
     reduced, full, origins = test_samples(scene, protocol, test, config.test_size)
     splits["test_reduced"] = (reduced, origins)
     if full is not None:
