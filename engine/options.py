@@ -105,7 +105,9 @@ class TrainOptions:
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     grad_clip: float | None = None  # max gradient norm
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/Inf loss does
-    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (fp16: GPUs, with loss scaling)
+    # mixed precision: bf16, fp16 (GPUs, with loss scaling), auto (bf16 where the device computes
+    # bf16 natively: GPUs, CPUs with AMX or AVX-512 BF16; float32 elsewhere) or none
+    amp: Literal["none", "auto", "bf16", "fp16"] = "none"
     resume: str = "auto"  # auto (latest checkpoint of this run name), none, or a checkpoint path
     log_every: int = 10  # iterations between logged training losses
     save_every: int = 200  # iterations between 'latest' checkpoints (also at each validation)

@@ -34,11 +34,14 @@ from engine.training_parts import (
     build_optimizer,
     build_scheduler,
     grad_scaler,
+    resolve_amp,
     select_device,
 )
 from engine.visualize import default_rgb_bands, error_scale, validation_figure
 from metrics.report import HIGHER_IS_BETTER
 from utils.errors import UserInputError
+
+AMP_NAMES = {"none": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}
 
 
 class TrainingDiverged(UserInputError):
@@ -227,7 +230,8 @@ class Trainer:
         self.log.info(
             f"training {type(self.net).__name__} ({count_parameters(self.net):,} parameters) on "
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
-            f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}"
+            f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}, "
+            f"precision {AMP_NAMES[resolve_amp(self.device, self.options.train.amp)]}"
             + (f", {self.world.size} processes" if self.world.distributed else "")
         )
         if self.valid_set is not None and self.step == 0:

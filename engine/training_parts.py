@@ -127,16 +127,48 @@ def build_scheduler(
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU feature flags (Linux /proc/cpuinfo) of native bf16 arithmetic: AMX tiles, AVX-512 BF16 dot products."""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively (so bf16 autocast is faster than float32):
+    a CUDA GPU that supports it, or a CPU whose flags name bf16 units (BF16_CPU_FLAGS)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """'auto' -> 'bf16' where the device has native bf16 (:func:`native_bf16`), else 'none';
+    other values unchanged."""
+    if amp != "auto":
+        return amp
+    return "bf16" if native_bf16(device) else "none"
 
 
 def check_amp(device: torch.device, amp: str) -> None:
     """fp16 needs a GPU (loss scaling is a CUDA feature); bf16 runs on GPUs and CPUs."""
     if amp == "fp16" and device.type != "cuda":
-        raise UserInputError("train.amp: fp16 needs a CUDA device: use bf16 on the CPU, or none")
+        raise UserInputError("train.amp: fp16 needs a CUDA device: use bf16 or auto on the CPU, or none")
 
 
 def autocast(device: torch.device, amp: str):
-    """``torch.autocast`` in bf16/fp16 for ``amp`` 'bf16'/'fp16', a no-op context for 'none'."""
+    """``torch.autocast`` in bf16/fp16 for ``amp`` 'bf16'/'fp16' (and 'auto' where it resolves to
+    bf16), a no-op context for 'none'."""
+    amp = resolve_amp(device, amp)
     if amp == "none":
         return contextlib.nullcontext()
     check_amp(device, amp)
@@ -145,5 +177,6 @@ def autocast(device: torch.device, amp: str):
 
 def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 (disabled, a pass-through, otherwise)."""
+    amp = resolve_amp(device, amp)
     check_amp(device, amp)
     return torch.amp.GradScaler(device.type, enabled=amp == "fp16")

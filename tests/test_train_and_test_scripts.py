@@ -245,3 +245,20 @@ def test_bf16_autocast_trains_and_fp16_needs_a_gpu(tmp_path, capsys):
         train_script.main(["--option_path", path, "--set", "train.amp=fp16", "--set", "train.resume=none"])
     assert stop.value.code == 2
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
+def test_amp_auto_follows_the_devices_native_bf16(monkeypatch):
+    """train.amp: auto is bf16 where the CPU lists bf16 units (AMX, AVX-512 BF16), else float32."""
+    import engine.training_parts as parts
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(parts, "cpu_flags", lambda: {"avx2", "fma"})
+    assert parts.resolve_amp(cpu, "auto") == "none"
+    assert isinstance(parts.autocast(cpu, "auto"), type(parts.autocast(cpu, "none")))
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(parts, "cpu_flags", lambda flag=flag: {"avx2", flag})
+        assert parts.resolve_amp(cpu, "auto") == "bf16"
+        with parts.autocast(cpu, "auto"):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert parts.resolve_amp(cpu, "none") == "none" and parts.resolve_amp(cpu, "bf16") == "bf16"
+    assert not parts.grad_scaler(cpu, "auto").is_enabled()
