@@ -24,8 +24,28 @@ def training_free_record(name: str, kwargs: dict, data, sensor: str) -> dict:
     return sized_record(name, kwargs, data)
 
 
+def legacy_defaults(name: str) -> dict:
+    """Options of model ``name`` whose default changed, with their old defaults.
+
+    A model class lists them in ``LEGACY_DEFAULTS`` (e.g. RAMSF's ``border`` and ``padding``). New
+    records name the current value of each such option explicitly; a record without one was
+    written before the change, and :func:`build_from_record` gives it the old default, so old
+    checkpoints keep the behaviour they were trained with.
+    """
+    return dict(getattr(MODELS.get(name), "LEGACY_DEFAULTS", {}))
+
+
+def current_defaults(name: str, keys) -> dict:
+    """The signature defaults of ``keys`` in the constructor of model ``name``."""
+    parameters = inspect.signature(MODELS.get(name)).parameters
+    return {key: parameters[key].default for key in keys}
+
+
 def sized_record(name: str, kwargs: dict, data) -> dict:
-    """Name, keyword options, and the band counts and ratio of ``data`` (a dataset)."""
+    """Name, keyword options (with the current value of every option whose default changed, see
+    :func:`legacy_defaults`), and the band counts and ratio of ``data`` (a dataset)."""
+    changed = legacy_defaults(name)
+    kwargs = {**current_defaults(name, changed), **kwargs}
     return {
         "name": name,
         "kwargs": kwargs,
@@ -46,15 +66,36 @@ def model_record(options: Options, data) -> dict:
     return sized_record(name, kwargs, data)
 
 
+def record_kwargs(record: dict) -> dict:
+    """The keyword options ``record`` builds its model with: the recorded ones, and the old default
+    of every option whose default changed that the record lacks (it predates the change)."""
+    return {**legacy_defaults(record["name"]), **record["kwargs"]}
+
+
 def build_from_record(record: dict) -> nn.Module:
-    """The registered model of ``record``, sized by its band counts and ratio."""
+    """The registered model of ``record``, sized by its band counts and ratio (options a record
+    lacks: see :func:`record_kwargs`)."""
     return MODELS.build(
         record["name"],
         lr_channels=record["lr_channels"],
         guide_channels=record["guide_channels"],
         ratio=record["ratio"],
-        **record["kwargs"],
+        **record_kwargs(record),
     )
+
+
+def check_resumable(stored: dict, record: dict, path: str) -> None:
+    """A checkpoint with record ``stored`` can continue the training of model ``record``: the same
+    value of every option whose default changed (an old checkpoint lacking one has its old default)."""
+    if stored.get("name") != record["name"] or not isinstance(stored.get("kwargs"), dict):
+        return
+    theirs, ours = record_kwargs(stored), record_kwargs(record)
+    for key in legacy_defaults(record["name"]):
+        if theirs.get(key) != ours.get(key):
+            raise UserInputError(
+                f"checkpoint '{path}' was trained with model.{key}: {theirs.get(key)} but the options "
+                f"give {ours.get(key)}: set model.{key}: {theirs.get(key)} to resume it"
+            )
 
 
 def check_against_record(data, record: dict, path: str, what: str) -> None:

@@ -25,7 +25,7 @@ from engine.checkpoint import load_checkpoint, load_model_weights, save_atomic
 from engine.distributed import World, barrier, gather_lists, mean_across
 from engine.evaluation import Scores, evaluate, fuse, to_device
 from engine.losses import CompositeLoss
-from engine.model_record import build_from_record, model_record
+from engine.model_record import build_from_record, check_resumable, model_record
 from engine.options import Options
 from engine.training_parts import (
     EpochBatchSampler,
@@ -144,6 +144,8 @@ class Trainer:
                 f"checkpoint '{path}' has no {', '.join(missing)} to resume from (a weights-only file?): "
                 "set train.resume: none, or resume from a latest.pth written by train.py"
             )
+        if isinstance(state.get("model_record"), dict):
+            check_resumable(state["model_record"], self.record, str(path))
         load_model_weights(self.net, state, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

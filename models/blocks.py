@@ -8,16 +8,19 @@ from torch import Tensor, nn
 
 from utils.errors import UserInputError
 
+PADDINGS = ("zeros", "replicate", "reflect")
+"""How the 3x3 convolutions pad their input by one pixel (``nn.Conv2d``'s ``padding_mode``)."""
+
 
 class ConvPReLU(nn.Module):
     """conv3x3 (bias, padding 1) followed by a PReLU with one shared slope (initial 0.25).
 
-    N x in_channels x H x W -> N x out_channels x H x W.
+    N x in_channels x H x W -> N x out_channels x H x W. padding: one of ``PADDINGS``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "zeros"):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode=padding)
         self.act = nn.PReLU(num_parameters=1, init=0.25)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -25,13 +28,15 @@ class ConvPReLU(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x + conv3x3(LeakyReLU_0.01(conv3x3(x))), width preserved: N x C x H x W -> same."""
+    """x + conv3x3(LeakyReLU_0.01(conv3x3(x))), width preserved: N x C x H x W -> same.
 
-    def __init__(self, channels: int):
+    padding: one of ``PADDINGS`` (both convolutions)."""
+
+    def __init__(self, channels: int, padding: str = "zeros"):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode=padding)
         self.act = nn.LeakyReLU(0.01)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode=padding)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv2(self.act(self.conv1(x)))

@@ -9,7 +9,11 @@ output. Coordinates are pixel centres in [-1, 1]: ``-1 + (2k + 1) / n`` for pixe
 Neighbours are gathered with integer indices, in chunks of query pixels so that memory stays
 bounded. Border modes: ``"zero"`` (the released model: a neighbour outside the grid reads zeros
 for its feature and for its cell-centre coordinate, as nearest ``grid_sample`` with zero padding
-does) and ``"clamp"`` (LIIF: the neighbour index is clamped to the grid).
+does), ``"clamp"`` (LIIF: the neighbour index is clamped to the grid, so both neighbours of a
+first/last-line query are the edge cell, at the same relative coordinate) and ``"replicate"``
+(the feature grid edge-padded by one cell: an outside neighbour reads the nearest edge cell's
+feature but keeps its own cell centre, so its relative coordinate is the one an interior query of
+the same phase sees; on a constant feature map every query of a phase gets the same inputs).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch import Tensor, nn
 
 from models.blocks import ConvPReLU
 
-BORDERS = ("zero", "clamp")
+BORDERS = ("zero", "clamp", "replicate")
 FACTORED_CHOICES = (True, False, "inference")
 
 
@@ -41,6 +45,10 @@ def axis_neighbours(
     k = torch.arange(size_out, device=device, dtype=torch.long)
     lower = torch.div((2 * k + 1) * size_in - size_out, 2 * size_out, rounding_mode="floor")
     index = torch.stack((lower, lower + 1), dim=1)
+    if border == "replicate":  # the centre of the cell outside, the feature of the edge cell
+        centre = -1 + (2 * index + 1).double() / size_in
+        index = index.clamp(0, size_in - 1)
+        return index, torch.ones_like(index, dtype=torch.bool), -1 + (2 * k + 1).double() / size_out, centre
     if border == "clamp":
         index = index.clamp(0, size_in - 1)
     valid = (index >= 0) & (index < size_in)
@@ -205,6 +213,7 @@ class CSFPA(nn.Module):
     Stage k of S (k = 1..S) queries the grid ceil(H / 2^(S-k)) x ceil(W / 2^(S-k)), guided by the
     encoded detail map adaptively max-pooled to that grid (sizes taken from the input at run time).
     Intermediate stages output ``stage_width`` channels, the last one ``lr_channels``.
+    padding: how the two encoders' 3x3 convolutions pad (``models.blocks.PADDINGS``).
     """
 
     def __init__(
@@ -218,10 +227,11 @@ class CSFPA(nn.Module):
         border: str,
         chunk: int,
         factored: bool | str = "inference",
+        padding: str = "zeros",
     ):
         super().__init__()
-        self.detail_encoder = ConvPReLU(width // 4, guide_width)
-        self.spectral_encoder = ConvPReLU(lr_channels, width)
+        self.detail_encoder = ConvPReLU(width // 4, guide_width, padding)
+        self.spectral_encoder = ConvPReLU(lr_channels, width, padding)
         self.stages = nn.ModuleList(
             QueryStage(
                 width if k == 0 else stage_width,

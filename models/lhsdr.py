@@ -19,19 +19,22 @@ class LHSDR(nn.Module):
 
     ll_fusion=False (the released model) uses the guide's LL band alone; ll_fusion=True adds the
     paper figure's learned fusion of both LL bands: conv1x1(concat[gLL, uLL], 2 width -> width).
+    padding: how every 3x3 convolution pads (``models.blocks.PADDINGS``; 'zeros' as released).
     """
 
-    def __init__(self, lr_channels: int, guide_channels: int, width: int, ll_fusion: bool):
+    def __init__(
+        self, lr_channels: int, guide_channels: int, width: int, ll_fusion: bool, padding: str = "zeros"
+    ):
         super().__init__()
-        self.guide_head = ConvPReLU(guide_channels, width)
-        self.up_head = ConvPReLU(lr_channels, width)
-        self.guide_block = ResidualBlock(width)
-        self.up_block = ResidualBlock(width)
-        self.hl_block = ResidualBlock(width)
-        self.lh_block = ResidualBlock(width)
-        self.hh_block = ResidualBlock(width)
-        self.merge_hl_lh = ResidualBlock(width)
-        self.merge_hh = ResidualBlock(width)
+        self.guide_head = ConvPReLU(guide_channels, width, padding)
+        self.up_head = ConvPReLU(lr_channels, width, padding)
+        self.guide_block = ResidualBlock(width, padding)
+        self.up_block = ResidualBlock(width, padding)
+        self.hl_block = ResidualBlock(width, padding)
+        self.lh_block = ResidualBlock(width, padding)
+        self.hh_block = ResidualBlock(width, padding)
+        self.merge_hl_lh = ResidualBlock(width, padding)
+        self.merge_hh = ResidualBlock(width, padding)
         self.ll_fuse = nn.Conv2d(2 * width, width, 1) if ll_fusion else None
 
     def forward(self, up: Tensor, guide: Tensor) -> Tensor:

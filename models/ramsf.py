@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from models import MODELS
-from models.blocks import check_fusion_inputs, checked_ratio
+from models.blocks import PADDINGS, check_fusion_inputs, checked_ratio
 from models.csfpa import BORDERS, CSFPA, FACTORED_CHOICES
 from models.lhsdr import LHSDR
 from utils.checkpoint_file import read_checkpoint_file
@@ -103,7 +103,13 @@ class RAMSF(nn.Module):
     width: LHSDR and spectral feature width d (multiple of 4); guide_width: width of the encoded
     detail map fed to the MLPs; mlp_hidden: hidden sizes of each stage's MLP; stage1_width:
     channels between stages; ll_fusion: learned fusion of both LL bands instead of the guide's
-    alone; border: 'zero' (released) or 'clamp' (LIIF); query_chunk: query pixels per MLP call
+    alone; border: how a query reads a neighbour cell outside the low-resolution grid,
+    'replicate' (default: the edge cell's feature at the outside cell's own centre), 'zero'
+    (released: zero feature and zero centre, so its relative coordinate grows with the image size)
+    or 'clamp' (LIIF); padding: how every 3x3 convolution pads, 'reflect' (default), 'replicate'
+    or 'zeros' (released). With the defaults a constant image gives a frame-free output (issue 11);
+    the released weights need border='zero', padding='zeros' (``LEGACY_DEFAULTS``, which also
+    rebuild checkpoint records written before these options). query_chunk: query pixels per MLP call
     (bounds memory); stages: number of implicit stages (default 1 for ratio 2, else 2);
     factored_query: the fast, equivalent formulation of the query MLP's first layer: True always,
     'inference' (default) only without gradients (in training the plain form is as fast on the
@@ -112,6 +118,10 @@ class RAMSF(nn.Module):
     convolutions on CPUs and GPUs, and the query's feature gathers read rows directly; the same
     function to float rounding).
     """
+
+    LEGACY_DEFAULTS = {"border": "zero", "padding": "zeros"}
+    """Defaults before the border fix (issue 11): a checkpoint record without these keys predates
+    it and is rebuilt with them (utils.model_record); the released weights need them too."""
 
     def __init__(
         self,
@@ -123,11 +133,12 @@ class RAMSF(nn.Module):
         mlp_hidden: Sequence[int] = (256, 128),
         stage1_width: int = 32,
         ll_fusion: bool = False,
-        border: str = "zero",
+        border: str = "replicate",
         query_chunk: int = 4096,
         stages: int | None = None,
         factored_query: bool | str = "inference",
         channels_last: bool = True,
+        padding: str = "reflect",
     ):
         super().__init__()
         ratio = checked_ratio("RAMSF", ratio)
@@ -137,9 +148,12 @@ class RAMSF(nn.Module):
             raise UserInputError(
                 f"RAMSF factored_query must be true, false or 'inference', got {factored_query!r}"
             )
+        if padding not in PADDINGS:
+            raise UserInputError(f"RAMSF padding must be one of {', '.join(PADDINGS)}, got '{padding}'")
         self.lr_channels = lr_channels
         self.guide_channels = guide_channels
-        self.lhsdr = LHSDR(lr_channels, guide_channels, width, ll_fusion)
+        self.padding = padding
+        self.lhsdr = LHSDR(lr_channels, guide_channels, width, ll_fusion, padding)
         self.csfpa = CSFPA(
             lr_channels,
             width,
@@ -150,6 +164,7 @@ class RAMSF(nn.Module):
             border,
             query_chunk,
             factored_query,
+            padding,
         )
 
         self.channels_last = channels_last
@@ -158,6 +173,11 @@ class RAMSF(nn.Module):
 
     def forward(self, lr: Tensor, up: Tensor, guide: Tensor) -> Tensor:
         check_fusion_inputs(lr, up, guide, self.lr_channels, self.guide_channels)
+        if self.padding == "reflect" and min(lr.shape[-2:]) < 2:
+            raise UserInputError(
+                f"RAMSF with padding 'reflect' needs lr of at least 2 x 2 pixels, got "
+                f"{tuple(lr.shape[-2:])}: use padding 'replicate' for such small inputs"
+            )
         if self.channels_last:
             lr, guide = (x.contiguous(memory_format=torch.channels_last) for x in (lr, guide))
             return up + self.csfpa(lr, self.lhsdr(up.contiguous(memory_format=torch.channels_last), guide))

@@ -133,7 +133,9 @@ def test_chunked_query_equals_unchunked_and_follows_dtype():
     assert (fused64 - whole(*inputs)).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("ratio, border", [(2, "zero"), (4, "zero"), (3, "clamp"), (8, "zero")])
+@pytest.mark.parametrize(
+    "ratio, border", [(2, "zero"), (4, "zero"), (3, "clamp"), (8, "zero"), (2, "replicate"), (4, "replicate")]
+)
 def test_factored_query_equals_the_plain_oracle(ratio, border):
     """The fast first-layer factorisation computes the plain per-neighbour MLP's function."""
     fast = MODELS.build(
@@ -177,6 +179,7 @@ def test_ramsf_batch_one_at_256():
     "options, message",
     [
         (dict(border="mirror"), "border must be one of"),
+        (dict(padding="circular"), "padding must be one of"),
         (dict(width=10), "multiple of 4"),
         (dict(stages=3), "stages=3 does not fit ratio 4"),
         (dict(query_chunk=0), "query_chunk"),

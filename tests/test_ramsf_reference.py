@@ -12,6 +12,7 @@ from tests.conftest import load_golden
 from utils.errors import UserInputError
 
 NARROW = dict(width=16, guide_width=16, mlp_hidden=(32, 16), stage1_width=8)
+RELEASED = dict(border="zero", padding="zeros")  # the authors' borders (RAMSF.LEGACY_DEFAULTS)
 CASES = {"ramsf_reference_wv3": 4, "ramsf_reference_cave_x8": 8}
 
 
@@ -26,6 +27,7 @@ def golden_case(name: str):
         guide_channels=guide.shape[1],
         ratio=CASES[name],
         **NARROW,
+        **RELEASED,
     )
     return model, weights, (lr, up, guide), data["fused"]
 
@@ -65,7 +67,7 @@ def test_load_released_checkpoint_file(tmp_path):
 
 def test_wrong_shapes_and_keys_are_user_errors(tmp_path):
     _, weights, _, _ = golden_case("ramsf_reference_wv3")
-    four_band = MODELS.build("RAMSF", lr_channels=4, guide_channels=1, ratio=4, **NARROW)
+    four_band = MODELS.build("RAMSF", lr_channels=4, guide_channels=1, ratio=4, **NARROW, **RELEASED)
     path = tmp_path / "wv3.pth"
     torch.save(weights, path)
     with pytest.raises(UserInputError, match=r"shape mismatches: blk_8_32\.0\.weight") as info:
