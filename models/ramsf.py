@@ -126,7 +126,7 @@ class RAMSF(nn.Module):
         border: str = "zero",
         query_chunk: int = 4096,
         stages: int | None = None,
-        factored_query: bool | str = "inference",
+        factored_query: bool | str = "fast",
         channels_last: bool = True,
     ):
         super().__init__()
@@ -135,7 +135,7 @@ class RAMSF(nn.Module):
         _check_options(ratio, width, mlp_hidden, border, query_chunk, stages)
         if factored_query not in FACTORED_CHOICES:
             raise UserInputError(
-                f"RAMSF factored_query must be true, false or 'inference', got {factored_query!r}"
+                f"RAMSF factored_query must be 'fast', true, false or 'inference', got {factored_query!r}"
             )
         self.lr_channels = lr_channels
         self.guide_channels = guide_channels
