@@ -23,7 +23,9 @@ the dtype follows the inputs (under autocast the caller casts, see :func:`fast_q
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,21 +48,39 @@ def blocks(n: int, height: int, width: int, chunk: int) -> Iterator[tuple[int, i
             yield b, b + 1, r0, min(r0 + rows, height)
 
 
+class _Buffers:
+    """Work tensors reused by every block of one call (no allocation, hence no page faults, per
+    block): ``get(name, *shape)`` is a view of the first elements of the named buffer."""
+
+    def __init__(self, like: Tensor):
+        self.like = like
+        self.store: dict[str, Tensor] = {}
+
+    def get(self, name: str, *shape: int) -> Tensor:
+        size = math.prod(shape)
+        buffer = self.store.get(name)
+        if buffer is None or buffer.numel() < size:
+            buffer = self.store[name] = self.like.new_empty(size)
+        return buffer[:size].view(shape)
+
+
 class _Query:
-    """Shared block forward of the Function: the tensors of one call and per-block helpers."""
+    """The tensors of one call of the Function and its per-block computations."""
 
     def __init__(self, cells: Tensor, guides: Tensor, rows: Tensor, cols: Tensor, rel: Tensor, params):
-        self.cells, self.guides, self.rows, self.cols, self.rel = cells, guides, rows, cols, rel
+        self.cells, self.guides, self.rows, self.cols = cells, guides, rows, cols
+        self.rel_t = rel.permute(3, 0, 1, 2).contiguous()  # 2 x 4 x H x W
         self.weights = list(params[0::2])
         self.biases = list(params[1::2])
         c, g = cells.shape[-1], guides.shape[-1]
         self.w_cell, self.w_guide, self.w_rel = self.weights[0].split([c, g, 2], dim=1)
-        n, h, w, _ = cells.shape
+        _, h, w, _ = cells.shape
         self.padded = (h + 1, w + 1)
         # flat index of every (neighbour, query row, query column) into one padded image's cells
         self.base = (rows.T[:, None, :, None] * (w + 1) + cols.T[None, :, None, :]).reshape(
             4, *rel.shape[1:3]
         )
+        self.buffers = _Buffers(cells)
 
     def cell_term(self) -> Tensor:
         """N*(h+1)*(w+1) x k: the first layer's cell term per cell; zero on the padding row/column."""
@@ -71,26 +91,32 @@ class _Query:
         return term.view(-1, k)
 
     def rel_rows(self, nb: int, r0: int, r1: int) -> Tensor:
-        """M x 2: the relative coordinates of the block's rows, repeated over its nb images."""
-        return self.rel[:, r0:r1].expand(nb, -1, -1, -1, -1).reshape(-1, 2)
+        """2 x M: the relative coordinates of the block's rows, repeated over its nb images."""
+        block = self.rel_t[:, None, :, r0:r1]
+        return block.expand(-1, nb, -1, -1, -1).reshape(2, -1)
 
     def first(self, term: Tensor, b0: int, b1: int, r0: int, r1: int) -> Tensor:
-        """M x k1 first hidden activation (after ReLU) of block images b0:b1, query rows r0:r1."""
-        nb, width = b1 - b0, self.guides.shape[2]
+        """M x k1 first hidden activation (after ReLU) of block images b0:b1, query rows r0:r1,
+        in a reused buffer."""
+        nb, pixels = b1 - b0, (r1 - r0) * self.guides.shape[2]
         k = self.w_cell.shape[0]
         offset = torch.arange(b0, b1, device=term.device) * (self.padded[0] * self.padded[1])
         index = (offset[:, None, None, None] + self.base[:, r0:r1]).reshape(-1)
-        hidden = term.index_select(0, index)
-        hidden.addmm_(self.rel_rows(nb, r0, r1), self.w_rel.T)
+        hidden = torch.index_select(term, 0, index, out=self.buffers.get("hidden", index.numel(), k))
+        hidden.addmm_(self.rel_rows(nb, r0, r1).T, self.w_rel.T)
         guide = self.guides[b0:b1, r0:r1].reshape(-1, self.guides.shape[-1])
-        guide_term = torch.addmm(self.biases[0], guide, self.w_guide.T)
-        hidden.view(nb, 4, -1, k).add_(guide_term.view(nb, 1, (r1 - r0) * width, k))
+        guide_term = self.buffers.get("guide_term", nb * pixels, k)
+        torch.addmm(self.biases[0], guide, self.w_guide.T, out=guide_term)
+        hidden.view(nb, 4, pixels, k).add_(guide_term.view(nb, 1, pixels, k))
         return hidden.relu_()
 
-    def layer(self, i: int, x: Tensor) -> Tensor:
-        """Layer i (>= 1) of the MLP on M x k rows; ReLU (in place) except after the last."""
-        y = torch.addmm(self.biases[i], x, self.weights[i].T)
-        return y if i == len(self.weights) - 1 else y.relu_()
+    def layer(self, i: int, x: Tensor, keep: bool) -> Tensor:
+        """Layer i (>= 1) of the MLP on M x k rows; ReLU (in place) except after the last. The
+        result is a new tensor if ``keep``, else a reused buffer."""
+        rows, size = x.shape[0], self.weights[i].shape[0]
+        out = x.new_empty(rows, size) if keep else self.buffers.get(f"layer{i}", rows, size)
+        torch.addmm(self.biases[i], x, self.weights[i].T, out=out)
+        return out if i == len(self.weights) - 1 else out.relu_()
 
 
 def _blend(y: Tensor, nb: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,16 +140,15 @@ class QueryMLP(torch.autograd.Function):
         term = q.cell_term()
         out = cells.new_empty(n, height, width, params[-2].shape[0] - 1)
         saved: list[list[Tensor]] = []
-        keep = ctx is not None
+        keep = ctx is not None and not recompute
         for b0, b1, r0, r1 in blocks(n, height, width, chunk):
             x = q.first(term, b0, b1, r0, r1)
             kept = []
             for i in range(1, len(q.weights)):
-                x = q.layer(i, x)
-                if keep and not recompute:
-                    kept.append(x)
+                x = q.layer(i, x, keep)
+                kept.append(x)
             out[b0:b1, r0:r1] = _blend(x, b1 - b0)[2].view(b1 - b0, r1 - r0, width, -1)
-            saved.append(kept)
+            saved.append(kept if keep else [])
         if ctx is not None:
             ctx.save_for_backward(q.cells, q.guides, rows, cols, rel, *params)
             ctx.saved_blocks = saved
@@ -138,20 +163,23 @@ class QueryMLP(torch.autograd.Function):
         n, height, width, _ = guides.shape
         grad_out = grad_out.contiguous()
         layers = len(q.weights)
-        grad_w = [torch.zeros_like(w) for w in q.weights[1:]]
+        grad_w = [torch.zeros_like(w) for w in q.weights]
         grad_b = [torch.zeros_like(b) for b in q.biases]
         k = q.w_cell.shape[0]
-        grad_w_guide = torch.zeros_like(q.w_guide)
-        grad_w_rel = torch.zeros_like(q.w_rel)
-        grad_guides = torch.empty_like(guides)
-        grad_term = cells.new_zeros(n, *q.padded, k)
+        grads = _FirstGrads(
+            torch.zeros_like(q.w_guide),
+            q.w_rel.new_zeros(2, k),
+            grad_b[0],
+            torch.empty_like(guides),
+            cells.new_zeros(n, *q.padded, k),
+        )
         term = q.cell_term()
         for block, (b0, b1, r0, r1) in enumerate(blocks(n, height, width, ctx.chunk)):
             nb = b1 - b0
             acts = [q.first(term, b0, b1, r0, r1)]
             if ctx.recompute:
                 for i in range(1, layers):
-                    acts.append(q.layer(i, acts[-1]))
+                    acts.append(q.layer(i, acts[-1], False))
             else:
                 acts += ctx.saved_blocks[block]  # kept (a backward may run again: retain_graph)
             preds, weights, _ = _blend(acts.pop(), nb)
@@ -161,49 +189,49 @@ class QueryMLP(torch.autograd.Function):
             grad = torch.cat((weights * d_out, d_logit), dim=-1).view(-1, preds.shape[-1] + 1)
             for i in range(layers - 1, 0, -1):
                 x = acts[i - 1]
-                grad_w[i - 1].addmm_(grad.T, x)
+                grad_w[i].addmm_(grad.T, x)
                 grad_b[i].add_(grad.sum(dim=0))
-                grad = _threshold_backward(grad @ q.weights[i], x, 0)
-            _first_backward(
-                q, grad, grad_w_guide, grad_w_rel, grad_b[0], grad_guides, grad_term, b0, b1, r0, r1
-            )
+                below = torch.mm(grad, q.weights[i], out=q.buffers.get(f"grad{i}", *x.shape))
+                grad = _threshold_backward.grad_input(below, x, 0, grad_input=below)
+            _first_backward(q, grad, grads, b0, b1, r0, r1)
         h, w = cells.shape[1:3]
-        grad_term = grad_term[:, :h, :w].reshape(-1, k)
+        grad_term = grads.term[:, :h, :w].reshape(-1, k)
         grad_cells = (grad_term @ q.w_cell).view(cells.shape)
         grad_w_cell = grad_term.T @ cells.reshape(-1, cells.shape[-1])
-        grad_params = [torch.cat((grad_w_cell, grad_w_guide, grad_w_rel), dim=1), grad_b[0]]
-        for i in range(1, layers):
-            grad_params += [grad_w[i - 1], grad_b[i]]
-        return grad_cells, grad_guides, None, None, None, None, None, *grad_params
+        grad_w[0] = torch.cat((grad_w_cell, grads.w_guide, grads.w_rel_t.T), dim=1)
+        grad_params = [g for pair in zip(grad_w, grad_b, strict=True) for g in pair]
+        return grad_cells, grads.guides, None, None, None, None, None, *grad_params
 
 
-def _first_backward(
-    q: _Query,
-    grad: Tensor,
-    grad_w_guide: Tensor,
-    grad_w_rel: Tensor,
-    grad_bias: Tensor,
-    grad_guides: Tensor,
-    grad_term: Tensor,
-    b0: int,
-    b1: int,
-    r0: int,
-    r1: int,
-) -> None:
+class _FirstGrads(NamedTuple):
+    """Gradient accumulators of the first layer: W_guide (k x g), W_rel transposed (2 x k), its
+    bias (k), the guides (N x H x W x g) and the padded cell term (N x (h+1) x (w+1) x k)."""
+
+    w_guide: Tensor
+    w_rel_t: Tensor
+    bias: Tensor
+    guides: Tensor
+    term: Tensor
+
+
+def _first_backward(q: _Query, grad: Tensor, grads: _FirstGrads, b0: int, b1: int, r0: int, r1: int) -> None:
     """Accumulate the first layer's gradients of one block from grad (M x k1, pre-activation)."""
     nb, width = b1 - b0, q.guides.shape[2]
     k = grad.shape[-1]
-    grad_w_rel.addmm_(grad.T, q.rel_rows(nb, r0, r1))
+    grads.w_rel_t.addmm_(q.rel_rows(nb, r0, r1), grad)
     blocked = grad.view(nb, 4, r1 - r0, width, k)
-    d_guide = blocked.sum(dim=1).view(-1, k)  # the guide term is shared by the four neighbours
-    grad_bias.add_(d_guide.sum(dim=0))
+    # the guide term is shared by the four neighbours: its gradient is their sum
+    d_guide = q.buffers.get("d_guide", nb, r1 - r0, width, k)
+    torch.add(blocked[:, 0], blocked[:, 1], out=d_guide).add_(blocked[:, 2]).add_(blocked[:, 3])
+    d_guide = d_guide.view(-1, k)
+    grads.bias.add_(d_guide.sum(dim=0))
     guide = q.guides[b0:b1, r0:r1].reshape(-1, q.guides.shape[-1])
-    grad_w_guide.addmm_(d_guide.T, guide)
-    grad_guides[b0:b1, r0:r1] = (d_guide @ q.w_guide).view(nb, r1 - r0, width, -1)
+    grads.w_guide.addmm_(d_guide.T, guide)
+    torch.mm(d_guide, q.w_guide, out=grads.guides[b0:b1, r0:r1].view(-1, guide.shape[-1]))
     # the cell term: scatter each neighbour's rows to its cells, along columns, then along rows
-    target = grad_term[b0:b1]
+    target = grads.term[b0:b1]
     for jr in (0, 1):
-        along_rows = grad.new_zeros(nb, r1 - r0, q.padded[1], k)
+        along_rows = q.buffers.get("along_rows", nb, r1 - r0, q.padded[1], k).zero_()
         for jc in (0, 1):
             along_rows.index_add_(2, q.cols[:, jc], blocked[:, 2 * jr + jc])
         target.index_add_(1, q.rows[r0:r1, jr], along_rows)
