@@ -151,6 +151,12 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
                     parts[fast].append(split_seconds(models[fast], batch, context, device))
         if step:
             peaks.append(2 * args.peak_size**3 / sgemm_seconds(args.peak_size, device) / 1e9)
+            print(
+                f"  [{name}: step {step}: plain {times[False][-1]:.2f} s, fast {times[True][-1]:.2f} s, "
+                f"sgemm {peaks[-1]:.0f} GFLOP/s]",
+                file=sys.stderr,
+                flush=True,
+            )
     seconds = {fast: float(np.median(t)) for fast, t in times.items()}
     peak = float(np.median(peaks))
     gflops = {fast: flops[False] / seconds[fast] / 1e9 for fast in seconds}
