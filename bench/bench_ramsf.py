@@ -1,15 +1,21 @@
-"""RAMSF speed and memory: the fast CSFPA against the plain per-neighbour formulation (the test
-oracle), measured in the same run, each case in a fresh process so peak memory is its own. The
-last column is the gain of the fast formulation (> 1: fast is better: more patches/s, fewer
-seconds, less memory).
+"""RAMSF speed: the fast CSFPA (the defaults: ``factored_query='fast'``, channels_last) against the
+plain formulation (``factored_query=False``, N x C x H x W, 16384-pixel chunks: the test oracle),
+both in the same process, interleaved step by step (this VM's CPU is shared: only ratios within
+one run are meaningful). The last column is the gain of the fast configuration (> 1: better).
 
-    python bench/bench_ramsf.py                      # CPU: training, 256 and 512 inference, 2048 scene
+    python bench/bench_ramsf.py            # CPU: both training cases, 256 and 512 inference, scene
+    python bench/bench_ramsf.py --quick    # fewer steps, 256 inference only, no scene
     python bench/bench_ramsf.py --device cuda --scene 8192 --amp bf16
 
-Training: patches/s of full training steps (forward, L1 loss, backward, Adam) of the released
-RAMSF (d = 64, MLP 256-128) on WV3-like 8-band 64 x 64 patches, ratio 4, batch 32. Inference:
-seconds and peak memory (resident set growth on the CPU, ``max_memory_allocated`` on a GPU) of
-one image; the scene is fused in 512-pixel tiles (engine/tiling.py, as predict.py does).
+Training: patches/s of full steps (forward, L1 loss, backward, Adam) of the released RAMSF (d = 64,
+MLP 256-128) in two cases: WV3-like 8 bands + PAN, 64 x 64, ratio 4, batch 32 (the benchmark) and
+the demo's main command, 7 bands + PAN, 32 x 32, ratio 2, batch 16. The median step of each
+configuration, interleaved. The float32 sgemm peak (a square matmul loop) is measured in the same
+rounds; each configuration's effective GFLOP/s (FLOPs of the plain step, counted by
+``torch.utils.flop_counter.FlopCounterMode``, over its time) and its share of that peak are printed,
+and with ``--split`` the LHSDR / CSFPA parts of each step. Inference: the best of three
+(interleaved) seconds of one image; the scene (whole image in 512 tiles, engine/tiling.py) is run
+in a fresh process per configuration, so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -26,23 +32,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from engine.training_parts import AMP_DTYPES, autocast
 from models import MODELS
 
+CASES = {  # name: (bands, ratio, guide size, batch)
+    "WV3 8+1 bands, 64x64, ratio 4, batch 32": (8, 4, 64, 32),
+    "demo 7+1 bands, 32x32, ratio 2, batch 16": (7, 2, 32, 16),
+}
+PLAIN = {"factored_query": False, "channels_last": False, "query_chunk": 16384}
 
-def build(fast: bool, device: torch.device) -> torch.nn.Module:
-    """The released RAMSF for 8 bands + PAN at ratio 4: the defaults (fast) or the plain
-    formulation (per-neighbour concatenation, N x C x H x W memory order, 16384-pixel chunks)."""
+
+def build(fast: bool, device: torch.device, bands: int = 8, ratio: int = 4) -> torch.nn.Module:
+    """The released RAMSF for ``bands`` + PAN: the defaults (fast) or the plain formulation."""
     torch.manual_seed(0)
-    plain = {} if fast else {"factored_query": False, "channels_last": False, "query_chunk": 16384}
-    return MODELS.build("RAMSF", lr_channels=8, guide_channels=1, ratio=4, **plain).to(device)
+    return MODELS.build(
+        "RAMSF", lr_channels=bands, guide_channels=1, ratio=ratio, **({} if fast else PLAIN)
+    ).to(device)
 
 
-def inputs(size: int, batch: int, device: torch.device):
+def inputs(bands: int, ratio: int, size: int, batch: int, device: torch.device):
+    """(lr, up, guide, gt): random lr N x bands x size/ratio^2, bicubic up, guide N x 1 x size^2."""
     gen = torch.Generator().manual_seed(0)
-    lr = torch.rand(batch, 8, size // 4, size // 4, generator=gen)
-    up = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
+    lr = torch.rand(batch, bands, size // ratio, size // ratio, generator=gen)
+    up = torch.nn.functional.interpolate(lr, scale_factor=ratio, mode="bicubic")
     guide = torch.rand(batch, 1, size, size, generator=gen)
     return lr.to(device), up.to(device), guide.to(device), up.clone().to(device)
 
@@ -52,62 +66,177 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn, device: torch.device) -> float:
+    """Seconds of one call of ``fn`` (device synchronised)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def sgemm_seconds(size: int, device: torch.device) -> float:
+    """Seconds of one size^3 float32 matmul (the peak reference, 2 size^3 FLOPs)."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    a @ b
+    return timed(lambda: a @ b, device)
+
+
+def train_step(model, optimizer, batch, context) -> None:
+    """One training step: forward (under ``context``), L1 loss, backward, Adam."""
+    lr, up, guide, gt = batch
+    with context:
+        fused = model(lr, up, guide)
+    loss = (fused.float() - gt).abs().mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def _addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of the in-place ``addmm_`` (FlopCounterMode counts only the out-of-place one)."""
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+def step_flops(model, batch, context) -> int:
+    """FLOPs (matmuls and convolutions) of one forward + backward, by FlopCounterMode."""
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flops}) as counter:
+        lr, up, guide, gt = batch
+        with context:
+            fused = model(lr, up, guide)
+        (fused.float() - gt).abs().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def split_seconds(model, batch, context, device) -> tuple[float, float]:
+    """(LHSDR, CSFPA) seconds of forward + backward of each part alone."""
+    lr, up, guide, _ = batch
+    memory = torch.channels_last if model.channels_last else torch.contiguous_format
+    lr, up, guide = (x.contiguous(memory_format=memory) for x in (lr, up, guide))
+    out: dict[str, torch.Tensor] = {}
+
+    def lhsdr():
+        with context:
+            out["detail"] = model.lhsdr(up, guide)
+        out["detail"].float().sum().backward()
+
+    def csfpa():
+        detail = out["detail"].detach().requires_grad_()
+        with context:
+            fused = model.csfpa(lr, detail)
+        fused.float().sum().backward()
+
+    return timed(lhsdr, device), timed(csfpa, device)
+
+
+def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
+    """Rows of one training case: plain vs fast patches/s, GFLOP/s and peak share."""
+    bands, ratio, size, batch_size = CASES[name]
+    batch = inputs(bands, ratio, size, batch_size, device)
+    models = {fast: build(fast, device, bands, ratio) for fast in (False, True)}
+    optimizers = {fast: torch.optim.Adam(m.parameters(), 1e-4) for fast, m in models.items()}
+    flops = {fast: step_flops(m, batch, context) for fast, m in models.items()}
+    times: dict[bool, list[float]] = {False: [], True: []}
+    parts: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    peaks = []
+    for step in range(args.steps + 1):  # step 0 warms up; the order alternates (ABBA)
+        for fast in (False, True) if step % 2 else (True, False):
+            seconds = timed(lambda f=fast: train_step(models[f], optimizers[f], batch, context), device)
+            if step:
+                times[fast].append(seconds)
+                if args.split:
+                    parts[fast].append(split_seconds(models[fast], batch, context, device))
+        if step:
+            peaks.append(2 * args.peak_size**3 / sgemm_seconds(args.peak_size, device) / 1e9)
+            print(
+                f"  [{name}: step {step}: plain {times[False][-1]:.2f} s, fast {times[True][-1]:.2f} s, "
+                f"sgemm {peaks[-1]:.0f} GFLOP/s]",
+                file=sys.stderr,
+                flush=True,
+            )
+    seconds = {fast: float(np.median(t)) for fast, t in times.items()}
+    peak = float(np.median(peaks))
+    gflops = {fast: flops[False] / seconds[fast] / 1e9 for fast in seconds}
+    own = {fast: flops[fast] / seconds[fast] / 1e9 for fast in seconds}
+    rows = [
+        (
+            f"{name}: patches/s",
+            batch_size / seconds[False],
+            batch_size / seconds[True],
+            seconds[False] / seconds[True],
+        ),
+        (
+            f"  GFLOP/s (plain step's {flops[False] / 1e9:.0f} GFLOP / time)",
+            gflops[False],
+            gflops[True],
+            gflops[True] / gflops[False],
+        ),
+        (
+            f"  share of the {peak:.0f} GFLOP/s sgemm peak, %",
+            100 * gflops[False] / peak,
+            100 * gflops[True] / peak,
+            gflops[True] / gflops[False],
+        ),
+        (
+            f"  own FLOPs (GFLOP) and own GFLOP/s ({own[False]:.0f} / {own[True]:.0f})",
+            flops[False] / 1e9,
+            flops[True] / 1e9,
+            flops[False] / flops[True],
+        ),
+    ]
+    if args.split:
+        split = {fast: np.median(np.array(p), axis=0) for fast, p in parts.items()}
+        for i, part in enumerate(("LHSDR", "CSFPA")):
+            rows.append(
+                (
+                    f"  {part} forward + backward, s",
+                    split[False][i],
+                    split[True][i],
+                    split[False][i] / split[True][i],
+                )
+            )
+    return rows
+
+
+def infer_case(size: int, device: torch.device, context) -> tuple:
+    """Row of one single-image inference: plain vs fast seconds (best of three, interleaved)."""
+    lr, up, guide, _ = inputs(8, 4, size, 1, device)
+    models = {fast: build(fast, device).eval() for fast in (False, True)}
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.no_grad(), context:
+        for model in models.values():
+            model(lr[..., :16, :16], up[..., :64, :64], guide[..., :64, :64])  # warm-up
+        for _ in range(3):
+            for fast, model in models.items():
+                times[fast].append(timed(lambda m=model: m(lr, up, guide), device))
+    plain, fast = min(times[False]), min(times[True])
+    return f"inference {size}x{size}, s", plain, fast, plain / fast
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(case: dict) -> dict:
-    """One measurement in this process: {'seconds': ..., 'peak_mb': ..., ...}."""
-    device = torch.device(case["device"])
-    context = autocast(device, case.get("amp", "none"))
-    model = build(case["fast"], device)
-    if case["kind"] == "train":
-        lr, up, guide, gt = inputs(64, 32, device)
-        optimizer = torch.optim.Adam(model.parameters(), 1e-4)
-        steps = case["steps"]
-        times = []
-        for _ in range(steps + 1):  # the first step warms up
-            sync(device)
-            start = time.perf_counter()
-            with context:
-                fused = model(lr, up, guide)
-            loss = (fused.float() - gt).abs().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            sync(device)
-            times.append(time.perf_counter() - start)
-        seconds = float(np.median(times[1:]))  # the median step: robust to this VM's hiccups
-        return {"seconds_per_step": seconds, "patches_per_s": 32 / seconds}
-    model.eval()
-    if case["kind"] == "scene":
-        from engine.tiling import fuse_tiled
+def scene_case(case: dict) -> dict:
+    """One whole-scene measurement in this process: {'seconds': ..., 'peak_mb': ...}."""
+    from engine.tiling import fuse_tiled
 
-        size = case["size"]
-        rng = np.random.default_rng(0)
-        lr = rng.uniform(0, 2047, (8, size // 4, size // 4)).astype(np.float32)
-        guide = rng.uniform(0, 2047, (1, size, size)).astype(np.float32)
-        out = np.empty((8, size, size), np.float32)
-        base = peak_rss_mb()
-        start = time.perf_counter()
-        with context:
-            fuse_tiled(model, lr, guide, 4, 128, 28, out, device, 2047.0)
-        sync(device)
-        return {"seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb() - base}
-    lr, up, guide, _ = inputs(case["size"], 1, device)
-    with torch.no_grad(), context:
-        model(lr[..., :16, :16], up[..., :64, :64], guide[..., :64, :64])  # warm-up
-        sync(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        base = peak_rss_mb()
-        times = []
-        for _ in range(3):  # the best of three: this VM's timings vary by 20-30 %
-            start = time.perf_counter()
-            model(lr, up, guide)
-            sync(device)
-            times.append(time.perf_counter() - start)
-        seconds = min(times)
+    device = torch.device(case["device"])
+    model = build(case["fast"], device).eval()
+    size = case["size"]
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(0, 2047, (8, size // 4, size // 4)).astype(np.float32)
+    guide = rng.uniform(0, 2047, (1, size, size)).astype(np.float32)
+    out = np.empty((8, size, size), np.float32)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base = peak_rss_mb()
+    start = time.perf_counter()
+    with autocast(device, case.get("amp", "none")):
+        fuse_tiled(model, lr, guide, 4, 128, 28, out, device, 2047.0)
+    sync(device)
+    seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb() - base
     return {"seconds": seconds, "peak_mb": peak}
 
@@ -122,63 +251,65 @@ def measure(case: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def time_and_memory_rows(name: str, res: dict[bool, dict]) -> list[tuple[str, float, float, float]]:
-    """(measure, plain, fast, plain / fast) rows for the seconds and the peak memory of a case."""
-    return [
-        (
-            f"{name}, s",
-            res[False]["seconds"],
-            res[True]["seconds"],
-            res[False]["seconds"] / res[True]["seconds"],
-        ),
-        (
-            f"{name}, peak MB",
-            res[False]["peak_mb"],
-            res[True]["peak_mb"],
-            res[False]["peak_mb"] / max(res[True]["peak_mb"], 1e-9),
-        ),
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="none", choices=["none", *AMP_DTYPES])
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per variant")
-    parser.add_argument("--sizes", default="256,512", help="single-image inference sizes")
-    parser.add_argument("--scene", type=int, default=2048, help="whole-scene size (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="2 steps, 256 inference only, no scene")
+    parser.add_argument("--steps", type=int, help="timed training steps per configuration (default 5)")
+    parser.add_argument("--sizes", help="single-image inference sizes (default 256,512)")
+    parser.add_argument("--scene", type=int, help="whole-scene size (0: skip; default 2048)")
+    parser.add_argument("--peak-size", type=int, help="sgemm peak matrix size (default 4096)")
+    parser.add_argument("--cases", default="all", help="training cases: all, wv3, demo or none")
+    parser.add_argument("--split", action="store_true", help="also time LHSDR and CSFPA alone")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+        print(json.dumps(scene_case(json.loads(args.case))))
         return
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    quick = args.quick
+    args.steps = args.steps or (2 if quick else 5)
+    args.sizes = args.sizes or ("256" if quick else "256,512")
+    args.scene = (0 if quick else 2048) if args.scene is None else args.scene
+    args.peak_size = args.peak_size or (2048 if quick else 4096)
+    device = torch.device(args.device)
+    context = autocast(device, args.amp)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(
-        f"device {args.device} ({name}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, amp {args.amp}"
+        f"device {args.device} ({name}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, amp {args.amp}"
     )
-    common = {"device": args.device, "amp": args.amp}
-    rows = []
-    train = {f: measure({**common, "kind": "train", "fast": f, "steps": args.steps}) for f in (False, True)}
-    rows.append(
-        (
-            "training, patches/s (64x64, batch 32)",
-            train[False]["patches_per_s"],
-            train[True]["patches_per_s"],
-            train[True]["patches_per_s"] / train[False]["patches_per_s"],
-        )
-    )
+    chosen = [n for n in CASES if args.cases == "all" or n.lower().startswith(args.cases.lower())]
+    print(f"{'measure':62s} {'plain':>10s} {'fast':>10s} {'fast gain':>9s}", flush=True)
+    for case in chosen:
+        show(train_case(case, args, device, context))
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        res = {f: measure({**common, "kind": "infer", "fast": f, "size": size}) for f in (False, True)}
-        rows += time_and_memory_rows(f"inference {size}x{size}", res)
+        show([infer_case(size, device, context)])
     if args.scene:
-        res = {f: measure({**common, "kind": "scene", "fast": f, "size": args.scene}) for f in (False, True)}
-        rows += time_and_memory_rows(f"scene {args.scene}x{args.scene} in 512 tiles", res)
-    print(f"{'measure':44s} {'plain':>10s} {'fast':>10s} {'fast gain':>9s}")
-    for name, plain, fast, ratio in rows:
-        print(f"{name:44s} {plain:10.2f} {fast:10.2f} {ratio:8.2f}x")
+        res = {
+            f: measure({"device": args.device, "amp": args.amp, "fast": f, "size": args.scene})
+            for f in (False, True)
+        }
+        label = f"scene {args.scene}x{args.scene} in 512 tiles"
+        show(
+            [
+                (
+                    f"{label}, {unit}",
+                    res[False][key],
+                    res[True][key],
+                    res[False][key] / max(res[True][key], 1e-9),
+                )
+                for key, unit in (("seconds", "s"), ("peak_mb", "peak MB"))
+            ]
+        )
+
+
+def show(rows: list[tuple]) -> None:
+    """Print (measure, plain, fast, gain) rows as they come (a long run shows its progress)."""
+    for label, plain, fast, ratio in rows:
+        print(f"{label:62s} {plain:10.2f} {fast:10.2f} {ratio:8.2f}x", flush=True)
 
 
 if __name__ == "__main__":

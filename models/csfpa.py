@@ -27,9 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.blocks import ConvPReLU
+from models.query_mlp import fast_query
 
 BORDERS = ("zero", "clamp", "replicate")
-FACTORED_CHOICES = (True, False, "inference")
+FAST_BLOCK_PIXELS = 2048
+"""Most query pixels per block of the fast query (fewer if ``chunk`` asks): its 4 x 2048 x 256
+work buffers stay in cache; 2048 measured faster than 4096 and 16384 in training (bench)."""
+FACTORED_CHOICES = ("fast", True, False, "inference")
 
 
 def axis_neighbours(
@@ -92,13 +96,39 @@ def neighbour_tables(
     )
 
 
+@lru_cache(maxsize=32)
+def separable_tables(
+    in_size: tuple[int, int],
+    out_size: tuple[int, int],
+    border: str,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gather tables of the fast query (:mod:`models.query_mlp`), one per axis.
+
+    Returns rows (H x 2) and cols (W x 2), long: the lower and upper neighbour cell along each
+    axis, an index outside the grid replaced by h (rows) or w (cols), the zero row and column
+    of the padded cell grid; and rel (4 x H x W x 2, ``dtype``) of :func:`neighbour_tables`.
+    Cached like it: never modify them.
+    """
+    (h, w), (out_h, out_w) = in_size, out_size
+    row_index, row_valid, _, _ = axis_neighbours(out_h, h, border, device)
+    col_index, col_valid, _, _ = axis_neighbours(out_w, w, border, device)
+    rel = neighbour_tables(in_size, out_size, border, dtype, device)[2]
+    return (
+        torch.where(row_valid, row_index, h),
+        torch.where(col_valid, col_index, w),
+        rel.view(4, out_h, out_w, 2),
+    )
+
+
 def implicit_query(
     feat: Tensor,
     guide: Tensor,
     mlp: nn.Sequential,
     border: str = "zero",
     chunk: int = 16384,
-    factored: bool | str = "inference",
+    factored: bool | str = "fast",
 ) -> Tensor:
     """Local implicit upsampling of ``feat`` to the grid of ``guide``.
 
@@ -113,12 +143,16 @@ def implicit_query(
     so its cell term is computed once per low-resolution cell and gathered, its guide term (and
     bias) once per query pixel instead of four times, and the coordinate term as two fused
     multiply-adds; the hidden activations are then updated in place (with gradients, the
-    out-of-place ops autograd needs). ``factored="inference"`` (the default) uses it only when
-    gradients are off: in training the plain form measured as fast or faster on the CPU, as its
-    backward pass scatters c-wide instead of hidden-wide gathered rows (bench/bench_ramsf.py).
+    out-of-place ops autograd needs). ``factored="inference"`` uses it only when
+    gradients are off (with gradients the plain form). ``factored="fast"`` (the default) runs the
+    hand-written autograd Function of :mod:`models.query_mlp` (factored first layer, blocks of
+    whole query rows or images, recomputed first hidden layer, dense weight-gradient products),
+    in training and inference alike; it is the fastest in both (bench/bench_ramsf.py).
     """
     if factored not in FACTORED_CHOICES:
         raise ValueError(f"factored must be one of {FACTORED_CHOICES}, got {factored!r}")
+    if isinstance(factored, str) and factored == "fast":
+        return _fast(feat, guide, mlp, border, chunk)
     factored = factored is True or (factored == "inference" and not torch.is_grad_enabled())
     n, c, h, w = feat.shape
     out_h, out_w = guide.shape[-2:]
@@ -151,6 +185,18 @@ def implicit_query(
             weights = torch.softmax(preds[..., -1:], dim=0)
             out[b, start:stop] = (preds[..., :-1] * weights).sum(dim=0)
     return out.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+def _fast(feat: Tensor, guide: Tensor, mlp: nn.Sequential, border: str, chunk: int) -> Tensor:
+    """implicit_query by the fast Function: N x c x h x w, N x g x H x W -> N x c_out x H x W
+    (a permuted view of an N x H x W x c_out tensor, i.e. channels_last memory order)."""
+    rows, cols, rel = separable_tables(
+        tuple(feat.shape[-2:]), tuple(guide.shape[-2:]), border, feat.dtype, feat.device
+    )
+    params = [t for layer in mlp if isinstance(layer, nn.Linear) for t in (layer.weight, layer.bias)]
+    chunk = min(chunk, FAST_BLOCK_PIXELS)
+    out = fast_query(feat.permute(0, 2, 3, 1), guide.permute(0, 2, 3, 1), rows, cols, rel, params, chunk)
+    return out.permute(0, 3, 1, 2)
 
 
 def _first_layer(neighbours: Tensor, guides: Tensor, rel: Tensor, w_rel: Tensor, in_place: bool) -> Tensor:
@@ -195,7 +241,7 @@ class QueryStage(nn.Module):
         hidden: Sequence[int],
         border: str,
         chunk: int,
-        factored: bool | str = "inference",
+        factored: bool | str = "fast",
     ):
         super().__init__()
         self.mlp = make_mlp(in_channels + guide_width + 2, hidden, out_channels + 1)
@@ -226,7 +272,7 @@ class CSFPA(nn.Module):
         stages: int,
         border: str,
         chunk: int,
-        factored: bool | str = "inference",
+        factored: bool | str = "fast",
         padding: str = "zeros",
     ):
         super().__init__()

@@ -111,9 +111,10 @@ class RAMSF(nn.Module):
     the released weights need border='zero', padding='zeros' (``LEGACY_DEFAULTS``, which also
     rebuild checkpoint records written before these options). query_chunk: query pixels per MLP call
     (bounds memory); stages: number of implicit stages (default 1 for ratio 2, else 2);
-    factored_query: the fast, equivalent formulation of the query MLP's first layer: True always,
-    'inference' (default) only without gradients (in training the plain form is as fast on the
-    CPU), False never (the plain per-neighbour concatenation, kept as the test oracle);
+    factored_query: which formulation of the query MLP runs, all the same function: 'fast'
+    (default: the hand-written autograd Function of models/query_mlp.py, training and inference),
+    True (factored first layer through autograd), 'inference' (factored without gradients only),
+    False (the plain per-neighbour concatenation, kept as the test oracle);
     channels_last: convolution weights and inputs in N x H x W x C memory order (faster
     convolutions on CPUs and GPUs, and the query's feature gathers read rows directly; the same
     function to float rounding).
@@ -136,7 +137,7 @@ class RAMSF(nn.Module):
         border: str = "replicate",
         query_chunk: int = 4096,
         stages: int | None = None,
-        factored_query: bool | str = "inference",
+        factored_query: bool | str = "fast",
         channels_last: bool = True,
         padding: str = "reflect",
     ):
@@ -146,7 +147,7 @@ class RAMSF(nn.Module):
         _check_options(ratio, width, mlp_hidden, border, query_chunk, stages)
         if factored_query not in FACTORED_CHOICES:
             raise UserInputError(
-                f"RAMSF factored_query must be true, false or 'inference', got {factored_query!r}"
+                f"RAMSF factored_query must be 'fast', true, false or 'inference', got {factored_query!r}"
             )
         if padding not in PADDINGS:
             raise UserInputError(f"RAMSF padding must be one of {', '.join(PADDINGS)}, got '{padding}'")
