@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from engine.training_parts import AMP_DTYPES, autocast
+from engine.training_parts import AMP_DTYPES, autocast, resolve_amp
 from models import MODELS
 
 CASES = {  # name: (bands, ratio, guide size, batch)
@@ -131,31 +131,39 @@ def split_seconds(model, batch, context, device) -> tuple[float, float]:
 
 
 def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
-    """Rows of one training case: plain vs fast patches/s, GFLOP/s and peak share."""
+    """Rows of one training case: plain vs fast patches/s, GFLOP/s and peak share; where the
+    device computes bf16 natively (``train.amp: auto`` picks bf16), also fast under bf16 autocast
+    against the plain float32 step."""
     bands, ratio, size, batch_size = CASES[name]
     batch = inputs(bands, ratio, size, batch_size, device)
     models = {fast: build(fast, device, bands, ratio) for fast in (False, True)}
     optimizers = {fast: torch.optim.Adam(m.parameters(), 1e-4) for fast, m in models.items()}
     flops = {fast: step_flops(m, batch, context) for fast, m in models.items()}
-    times: dict[bool, list[float]] = {False: [], True: []}
+    configs = {"plain": (False, context), "fast": (True, context)}
+    if args.amp == "none" and resolve_amp(device, "auto") == "bf16":
+        configs["fast bf16"] = (True, autocast(device, "bf16"))
+    times: dict[str, list[float]] = {label: [] for label in configs}
     parts: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     peaks = []
-    for step in range(args.steps + 1):  # step 0 warms up; the order alternates (ABBA)
-        for fast in (False, True) if step % 2 else (True, False):
-            seconds = timed(lambda f=fast: train_step(models[f], optimizers[f], batch, context), device)
+    for step in range(args.steps + 1):  # step 0 warms up; the order alternates
+        order = list(configs) if step % 2 else list(reversed(configs))
+        for label in order:
+            fast, ctx = configs[label]
+            seconds = timed(lambda f=fast, c=ctx: train_step(models[f], optimizers[f], batch, c), device)
             if step:
-                times[fast].append(seconds)
-                if args.split:
+                times[label].append(seconds)
+                if args.split and label in ("plain", "fast"):
                     parts[fast].append(split_seconds(models[fast], batch, context, device))
         if step:
             peaks.append(2 * args.peak_size**3 / sgemm_seconds(args.peak_size, device) / 1e9)
+            shown = ", ".join(f"{label} {t[-1]:.2f} s" for label, t in times.items())
             print(
-                f"  [{name}: step {step}: plain {times[False][-1]:.2f} s, fast {times[True][-1]:.2f} s, "
-                f"sgemm {peaks[-1]:.0f} GFLOP/s]",
+                f"  [{name}: step {step}: {shown}, sgemm {peaks[-1]:.0f} GFLOP/s]",
                 file=sys.stderr,
                 flush=True,
             )
-    seconds = {fast: float(np.median(t)) for fast, t in times.items()}
+    medians = {label: float(np.median(t)) for label, t in times.items()}
+    seconds = {False: medians["plain"], True: medians["fast"]}
     peak = float(np.median(peaks))
     gflops = {fast: flops[False] / seconds[fast] / 1e9 for fast in seconds}
     own = {fast: flops[fast] / seconds[fast] / 1e9 for fast in seconds}
@@ -185,6 +193,15 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
             flops[False] / flops[True],
         ),
     ]
+    if "fast bf16" in medians:
+        rows.append(
+            (
+                "  fast under bf16 autocast (amp auto here), patches/s",
+                batch_size / seconds[False],
+                batch_size / medians["fast bf16"],
+                seconds[False] / medians["fast bf16"],
+            )
+        )
     if args.split:
         split = {fast: np.median(np.array(p), axis=0) for fast, p in parts.items()}
         for i, part in enumerate(("LHSDR", "CSFPA")):

@@ -75,22 +75,26 @@ def test_files(options: Options) -> list[tuple[str, bool]]:
     return files
 
 
-def model_for_testing(options: Options, device: torch.device) -> tuple[torch.nn.Module, dict, Path, str]:
+def model_for_testing(
+    options: Options, device: torch.device
+) -> tuple[torch.nn.Module, dict, Path | None, str]:
     """(model in eval mode, its record, the run folder results go to, checkpoint or 'training-free').
 
-    A trained model comes from ``test.checkpoint``; a training-free method is built for the band
-    counts of the first test file and gets a new run folder.
+    A trained model comes from ``test.checkpoint``; its results go beside the training run. A
+    training-free method (built for the band counts of the first test file) or a released
+    checkpoint outside a run folder gets None: a new run folder, made once the inputs are checked.
     """
     name, kwargs = model_kwargs(options)
     if is_training_free(name):
         file, reduced = test_files(options)[0]
         data = options.data.dataset(file, require_gt=reduced)
         model, record = training_free_model(name, kwargs, data, options.data.sensor, device)
-        return model, record, create_run_dir(options), "training-free"
+        return model, record, None, "training-free"
     path = find_checkpoint(options)
     model, record = load_trained_model(options, path, device)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return model, record, run_dir, str(path)
+    run = path.parent.parent
+    in_run = path.parent.name == "checkpoints" and (run / "options.yml").is_file()
+    return model, record, run if in_run else None, str(path)
 
 
 def training_free_model(
@@ -157,6 +161,7 @@ def run_tests(options: Options, log=print) -> dict:
         data = options.data.dataset(file, require_gt=reduced)
         check_against_record(data, record, file, "test")
         opened.append((file, reduced, data))
+    run_dir = run_dir or create_run_dir(options)
     for file, reduced, data in opened:
         if not reduced and data.has_gt:
             log(f"note: '{file}' has gt but is listed under test_full: scored without reference")

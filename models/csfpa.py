@@ -238,19 +238,19 @@ class QueryStage(nn.Module):
         in_channels: int,
         guide_width: int,
         out_channels: int,
-        hidden: Sequence[int],
+        mlp_hidden: Sequence[int],
         border: str,
-        chunk: int,
-        factored: bool | str = "fast",
+        query_chunk: int,
+        factored_query: bool | str = "fast",
     ):
         super().__init__()
-        self.mlp = make_mlp(in_channels + guide_width + 2, hidden, out_channels + 1)
+        self.mlp = make_mlp(in_channels + guide_width + 2, mlp_hidden, out_channels + 1)
         self.border = border
-        self.chunk = chunk
-        self.factored = factored
+        self.query_chunk = query_chunk
+        self.factored_query = factored_query
 
     def forward(self, feat: Tensor, guide: Tensor) -> Tensor:
-        return implicit_query(feat, guide, self.mlp, self.border, self.chunk, self.factored)
+        return implicit_query(feat, guide, self.mlp, self.border, self.query_chunk, self.factored_query)
 
 
 class CSFPA(nn.Module):
@@ -258,7 +258,7 @@ class CSFPA(nn.Module):
 
     Stage k of S (k = 1..S) queries the grid ceil(H / 2^(S-k)) x ceil(W / 2^(S-k)), guided by the
     encoded detail map adaptively max-pooled to that grid (sizes taken from the input at run time).
-    Intermediate stages output ``stage_width`` channels, the last one ``lr_channels``.
+    Intermediate stages output ``stage1_width`` channels, the last one ``lr_channels``.
     padding: how the two encoders' 3x3 convolutions pad (``models.blocks.PADDINGS``).
     """
 
@@ -267,12 +267,12 @@ class CSFPA(nn.Module):
         lr_channels: int,
         width: int,
         guide_width: int,
-        hidden: Sequence[int],
-        stage_width: int,
+        mlp_hidden: Sequence[int],
+        stage1_width: int,
         stages: int,
         border: str,
-        chunk: int,
-        factored: bool | str = "fast",
+        query_chunk: int,
+        factored_query: bool | str = "fast",
         padding: str = "zeros",
     ):
         super().__init__()
@@ -280,13 +280,13 @@ class CSFPA(nn.Module):
         self.spectral_encoder = ConvPReLU(lr_channels, width, padding)
         self.stages = nn.ModuleList(
             QueryStage(
-                width if k == 0 else stage_width,
+                width if k == 0 else stage1_width,
                 guide_width,
-                lr_channels if k == stages - 1 else stage_width,
-                hidden,
+                lr_channels if k == stages - 1 else stage1_width,
+                mlp_hidden,
                 border,
-                chunk,
-                factored,
+                query_chunk,
+                factored_query,
             )
             for k in range(stages)
         )

@@ -14,7 +14,11 @@ from tests.conftest import ROOT, load_script
 
 FIXTURES = ROOT / "tests" / "data"
 ALL_OPTION_FILES = sorted((ROOT / "options").glob("*.yml"))
-PRESETS = [p for p in ALL_OPTION_FILES if not p.stem.startswith(("demo_", "compare_"))]  # the paper's
+# the shipped demos' own RAMSF recipes (option.yml is the main one)
+SHOWCASES = [ROOT / "options" / f"{n}.yml" for n in ("landsat8_long", "landsat8_shipped", "sentinel2_demo")]
+PRESETS = [  # the paper's recipe for each public dataset
+    p for p in ALL_OPTION_FILES if not p.stem.startswith(("demo_", "compare_")) and p not in SHOWCASES
+]
 DEMO_PEERS = [p for p in ALL_OPTION_FILES if p.stem.startswith("demo_")]
 NARROW = ["model.width=8", "model.guide_width=8", "model.mlp_hidden=[8,8]", "model.stage1_width=4"]
 FIXTURE_OF_LAYOUT = {
@@ -40,6 +44,14 @@ def test_option_file_is_valid(path):
         assert options.train.scheduler.name == "MultiStepLR"
 
 
+@pytest.mark.parametrize("path", SHOWCASES, ids=lambda p: p.stem)
+def test_showcase_option_files_are_valid(path):
+    """The demos' RAMSF recipes: valid, on a shipped demo, choosing the best checkpoint on validation."""
+    options = load_options(path)
+    assert path.is_file() and options.model["name"] == "RAMSF" and options.demo in ("landsat8", "sentinel2")
+    assert options.test.dim_cut == 0 and (options.data.train is None or options.val.metric == "ERGAS")
+
+
 @pytest.mark.parametrize("path", DEMO_PEERS, ids=lambda p: p.stem)
 def test_demo_peers_share_the_demo_budget(path):
     """Each deep peer of the demo comparison trains on RAMSF's data with RAMSF's budget."""
@@ -61,7 +73,7 @@ def test_compare_demo_lists_every_method():
     assert free == {"EXP", "BT-H", "GSA", "BDSD-PC", "PRACS", "MTF-GLP-HPM", "MTF-GLP-FS", "AWLP"}
 
 
-@pytest.mark.parametrize("path", PRESETS + DEMO_PEERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PRESETS + DEMO_PEERS + SHOWCASES[::2], ids=lambda p: p.stem)
 def test_preset_trains_and_tests_on_its_layout(path, tmp_path):
     options = load_options(path)
     layout = "pancollection" if options.data.layout == "auto" else options.data.layout

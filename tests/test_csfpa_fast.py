@@ -84,7 +84,7 @@ def test_gradcheck_float64(border, chunk):
     """Row blocks (chunk 4: one row of 4) and whole-image blocks (chunk 30: two images of 12)."""
     gen = torch.Generator().manual_seed(3)
     torch.manual_seed(3)
-    stage = QueryStage(3, 2, 2, (5,), border, chunk=chunk, factored="fast").double()
+    stage = QueryStage(3, 2, 2, (5,), border, query_chunk=chunk, factored_query="fast").double()
     feat = torch.randn(2, 3, 2, 2, dtype=torch.float64, generator=gen, requires_grad=True)
     guide = torch.randn(2, 2, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
     names = [name for name, _ in stage.named_parameters()]
@@ -108,7 +108,7 @@ def test_ramsf_default_is_fast_and_equals_plain_model():
         stage1_width=4,
         query_chunk=50,
     )
-    assert all(stage.factored == "fast" for stage in fast.csfpa.stages)
+    assert all(stage.factored_query == "fast" for stage in fast.csfpa.stages)
     plain = MODELS.build(
         "RAMSF",
         lr_channels=5,
