@@ -14,7 +14,9 @@ recipes were chosen on the validation split; the test crops are only scored here
 
 Each training runs as ``python train.py`` in its own process under ``--log-root``; the table
 (mean +- std over the test crops, the best of each index in bold, training seconds) is printed
-and written to ``charts/quality_<showcase>_<budget>.md`` with the machine named.
+and written to ``charts/quality_<showcase>_<budget>.md`` with the machine named; the full table
+(every index, params, FLOPs, time), the efficiency-performance chart and the visual comparison
+go to ``charts/compare_<showcase>_<budget>.{md,csv,_ep.png,_visual.png}``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml
 
+from charts.figures import draw_comparison
 from engine.compare import run_comparison
 from engine.options import load_options
 from engine.run_dir import environment_report, list_runs
@@ -143,6 +146,9 @@ def main() -> None:
         out = Path(args.out) / f"quality_{showcase}_{args.budget}.md"
         out.write_text(text)
         print(f"wrote {out} (comparison in {results['run_dir']})", flush=True)
+        stem = f"compare_{showcase}_{args.budget}"  # every index, the EP chart, the visual comparison
+        for path in draw_comparison(Path(results["run_dir"]), Path(args.out), stem):
+            print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
