@@ -122,7 +122,7 @@ class RAMSF(nn.Module):
 
     LEGACY_DEFAULTS = {"border": "zero", "padding": "zeros"}
     """Defaults before the border fix (issue 11): a checkpoint record without these keys predates
-    it and is rebuilt with them (utils.model_record); the released weights need them too."""
+    it and is rebuilt with them (engine.model_record); the released weights need them too."""
 
     def __init__(
         self,
