@@ -40,7 +40,7 @@ from metrics.report import HIGHER_IS_BETTER, format_mean_std
 
 SHOWCASES = {
     "landsat8": {"main": "option.yml", "long": "options/landsat8_long.yml"},
-    "sentinel2": {"main": "options/sentinel2_demo.yml", "long": "options/sentinel2_long.yml"},
+    "sentinel2": {"main": "options/sentinel2_demo.yml"},
 }
 PEERS = ("PNN", "PanNet", "FusionNet")
 CLASSICAL = ("EXP", "BT-H", "GSA", "BDSD-PC", "PRACS", "MTF-GLP-HPM", "MTF-GLP-FS", "AWLP")
@@ -95,8 +95,9 @@ def table(results: dict, seconds: dict[str, float]) -> str:
     methods = results["methods"]
     best = {}
     for kind, key in SHOWN:
-        means = {m: e[kind][key]["mean"] for m, e in methods.items() if key in e[kind]}
-        best[key] = (max if HIGHER_IS_BETTER[key] else min)(means.values())
+        means = [e[kind][key]["mean"] for e in methods.values() if key in e[kind]]
+        finite = [m for m in means if m == m]  # NaN (undefined) never wins
+        best[key] = (max if HIGHER_IS_BETTER[key] else min)(finite) if finite else None
     for label, entry in methods.items():
         cells = [label]
         for kind, key in SHOWN:
@@ -123,6 +124,9 @@ def main() -> None:
     parser.add_argument("--log-root", default=str(ROOT / "logs" / "bench_quality"))
     parser.add_argument("--out", default=str(ROOT / "charts"), help="folder of the Markdown tables")
     args = parser.parse_args()
+    missing = [s for s in args.showcase if args.budget not in SHOWCASES[s]]
+    if missing:
+        parser.error(f"no '{args.budget}' recipe for {', '.join(missing)}: use --budget main")
     log_root = Path(args.log_root) / time.strftime("%Y%m%d-%H%M%S")
     log_root.mkdir(parents=True)
     machine = {k: v for k, v in (line.split(" ", 1) for line in environment_report().splitlines())}
