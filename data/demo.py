@@ -65,8 +65,11 @@ def _up_to_date(paths: dict[str, Path], command: str) -> bool:
     """True when every file exists and was made by ``command``."""
     if not all(p.exists() for p in paths.values()):
         return False
-    with h5py.File(paths["train"], "r") as file:
-        return file.attrs.get("command") == command
+    try:
+        with h5py.File(paths["train"], "r") as file:
+            return file.attrs.get("command") == command
+    except OSError:  # damaged or half-copied: build it again
+        return False
 
 
 def ensure_demo(name: str, root: str | Path = DEMO_ROOT, force: bool = False) -> dict[str, Path]:

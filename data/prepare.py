@@ -50,7 +50,7 @@ from data.split import (
     parse_rect,
 )
 from protocols.mtf import canonical_sensor, sensor_gains
-from utils.cli import OneLineParser
+from utils.cli import OneLineParser, positive_float
 from utils.errors import UserInputError, exit_on_user_error
 
 
@@ -400,7 +400,13 @@ def parse_args(argv: list[str]) -> tuple[PrepareConfig, bool]:
     """``argv`` (without the program name) -> (the typed configuration, quiet); number lists and
     regions are parsed here, at the edge, with one-line errors naming the flag."""
     args = build_parser().parse_args(argv)
-    scale = args.scale if args.scale == "auto" else _numbers(args.scale, float, "--scale")[0]
+    if args.scale == "auto":
+        scale = args.scale
+    else:
+        try:
+            scale = positive_float(args.scale)
+        except argparse.ArgumentTypeError as exc:
+            raise UserInputError(f"--scale: {exc}; or give auto") from None
     config = PrepareConfig(
         ms=list(args.ms),
         out=args.out,

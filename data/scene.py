@@ -121,9 +121,20 @@ def _split_mat_name(path: str) -> tuple[str, str | None]:
     return (head + ".mat", name) if sep else (str(path), None)
 
 
+def _tiff_pages_layout(path: str) -> str | None:
+    """'chw' for a TIFF of several pages and no sample axis (each page a band, as GDAL-less
+    writers store a C x H x W cube); None (the reader's convention) otherwise or if unreadable."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+    except (tifffile.TiffFileError, OSError, IndexError):
+        return None
+    return "chw" if len(axes) == 3 and "S" not in axes else None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """One scene image as a C x H x W array, values and dtype as stored: GeoTIFF (the sample
-    axis is the band axis; pages without one are read H x W x C), .npy (bands first), .mat
+    axis is the band axis; without one, each page is a band), .npy (bands first), .mat
     (bands last, ``file.mat:VAR`` picks a variable), through :func:`utils.image_io.read_image`.
 
     A band axis longer than both spatial axes is fine (hyperspectral cubes); a spatial axis
@@ -138,8 +149,11 @@ def read_image(path: str | Path) -> np.ndarray:
             f"{path}: unsupported file type '{suffix}'; use GeoTIFF (.tif), .npy (C x H x W) "
             "or .mat (H x W x C)"
         )
+    layout = None
+    if suffix in TIFF_SUFFIXES:
+        layout = _tiff_pages_layout(path)
     try:
-        stack, _ = image_io.read_image(path, key=name)
+        stack, _ = image_io.read_image(path, key=name, layout=layout)
     except UserInputError as exc:
         if suffix in TIFF_SUFFIXES and "cannot read" in str(exc):
             raise UserInputError(

@@ -74,6 +74,27 @@ def device_name(device) -> str:
     return f"{processor_name()}, {torch.get_num_threads()} threads"
 
 
+def source_commit() -> str | None:
+    """The git commit of this code (with ``+changes`` when the work tree differs), or None."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def environment_report() -> str:
     """Versions of Python, the key packages and the machine, one per line."""
     import h5py
@@ -87,6 +108,7 @@ def environment_report() -> str:
         f"numpy {numpy.__version__}",
         f"h5py {h5py.__version__}",
         f"cpu {processor_name()}",
+        *([f"commit {commit}"] if (commit := source_commit()) else []),
         f"threads {torch.get_num_threads()}",
     ]
     if torch.cuda.is_available():
@@ -98,6 +120,8 @@ def setup_logger(verbose: bool = True) -> logging.Logger:
     """The training logger, writing to the console when ``verbose``; :func:`log_to_file` adds the
     run folder's ``train.log`` once the folder exists."""
     logger = logging.getLogger(LOGGER_NAME)
+    for handler in logger.handlers:  # a previous run's console and train.log handlers
+        handler.close()
     logger.handlers.clear()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False

@@ -1,9 +1,9 @@
-"""Images for TensorBoard: RGB composites of any band count, absolute-error and SAM maps."""
+"""Images for TensorBoard and the charts: RGB composites of any band count, and one figure per
+validation image with its error heat map on a fixed colour scale."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def default_rgb_bands(channels: int) -> list[int]:
@@ -45,11 +45,6 @@ def rgb_composite(
     if lo.shape[1] != 3:
         lo, hi = lo[:, bands], hi[:, bands]
     return ((rgb - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
-
-
-def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize for display (keeps the pixels of low-resolution inputs visible)."""
-    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="nearest")
 
 
 def mean_abs_error(fused: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

@@ -53,11 +53,6 @@ def image_std(x: Tensor) -> Tensor:
     return x.flatten(-2).std(dim=-1, unbiased=True)[..., None, None]
 
 
-def match_moments(x: Tensor, reference: Tensor) -> Tensor:
-    """``x`` shifted and scaled to the mean and standard deviation of ``reference`` (per plane)."""
-    return (x - image_mean(x)) * (image_std(reference) / image_std(x)) + image_mean(reference)
-
-
 def synthetic_pan(lr: Tensor, guide: Tensor, ratio: int) -> Tensor:
     """One PAN per band from a multi-band guide (hypersharpening, see the module docstring).
 

@@ -28,7 +28,8 @@ def test_the_checkpoint_and_its_record_ship():
 
 
 def test_test_py_reproduces_the_documented_indices(tmp_path):
-    results = test_script.main(["--option_path", str(PRESET), "--set", f"log_root={tmp_path}"])
+    sets = [f"log_root={tmp_path}", f"data.root={ROOT / 'datasets' / 'demo'}", f"test.checkpoint={SHIPPED}"]
+    results = test_script.main(["--option_path", str(PRESET), *[a for s in sets for a in ("--set", s)]])
     (entry,) = [e for f, e in results["files"].items() if f.endswith("test_landsat8_multiExm1.h5")]
     means = entry["methods"]["RAMSF"]["mean"]
     expected = documented()["test"]["reduced"]

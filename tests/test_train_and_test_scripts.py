@@ -262,3 +262,29 @@ def test_amp_auto_follows_the_devices_native_bf16(monkeypatch):
             assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     assert parts.resolve_amp(cpu, "none") == "none" and parts.resolve_amp(cpu, "bf16") == "bf16"
     assert not parts.grad_scaler(cpu, "auto").is_enabled()
+
+
+def test_export_releases_weights_that_score_like_the_run(tmp_path):
+    """python -m engine.export: weights and record only, the run's provenance beside them, and
+    the same test indices as the run's own best.pth."""
+    from engine.export import main as export_main
+
+    path = options_file(tmp_path, "released", iterations=6, save_every=3)
+    train_script.main(["--option_path", path])
+    (run,) = (tmp_path / "logs" / "pansharpening" / "released").iterdir()
+    out = tmp_path / "release" / "model.pth"
+    export_main([str(run), str(out), "--test", path])
+    state = torch.load(out, weights_only=True)
+    assert {"model", "model_record"} <= set(state) and "optimizer" not in state
+    assert out.stat().st_size < (run / "checkpoints" / "best.pth").stat().st_size
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["command"] and "name: released" in info["options"] and info["commit"]
+    direct = test_script.main(["--option_path", path])  # the run's best.pth
+    for entry in direct["files"].values():
+        kind = "reduced" if entry["resolution"] == "reduced resolution" else "full"
+        for key, value in entry["methods"]["TinyFusion"]["mean"].items():
+            if value == value:  # NaN (Q_avg of 16 x 16 images) is null in the JSON
+                assert info["test"][kind][key] == pytest.approx(value, abs=1e-12), key
+    with pytest.raises(SystemExit) as stop:
+        export_main([str(tmp_path / "nothing"), str(out)])
+    assert stop.value.code == 2
