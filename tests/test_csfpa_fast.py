@@ -97,30 +97,12 @@ def test_gradcheck_float64(border, chunk):
 
 
 def test_ramsf_default_is_fast_and_equals_plain_model():
-    fast = MODELS.build(
-        "RAMSF",
-        lr_channels=5,
-        guide_channels=1,
-        ratio=4,
-        width=8,
-        guide_width=8,
-        mlp_hidden=(16, 8),
-        stage1_width=4,
-        query_chunk=50,
+    narrow = dict(
+        lr_channels=5, guide_channels=1, ratio=4, width=8, guide_width=8, mlp_hidden=(16, 8), stage1_width=4
     )
+    fast = MODELS.build("RAMSF", **narrow, query_chunk=50)
     assert all(stage.factored_query == "fast" for stage in fast.csfpa.stages)
-    plain = MODELS.build(
-        "RAMSF",
-        lr_channels=5,
-        guide_channels=1,
-        ratio=4,
-        width=8,
-        guide_width=8,
-        mlp_hidden=(16, 8),
-        stage1_width=4,
-        factored_query=False,
-        channels_last=False,
-    )
+    plain = MODELS.build("RAMSF", **narrow, factored_query=False, channels_last=False)
     plain.load_state_dict(fast.state_dict())
     inputs = fusion_inputs(5, 1, 4, 21, 18)
     out, ref = fast(*inputs), plain(*inputs)
