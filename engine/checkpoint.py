@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from models.state_dicts import load_renamed_state_dict
 from utils.checkpoint_file import read_checkpoint_file
 from utils.errors import UserInputError
 
@@ -67,22 +68,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model_weights(model: torch.nn.Module, state: dict[str, Any], source: str) -> None:
-    """Load ``state['model']`` into ``model``; a mismatch names the first differing keys."""
-    weights = state.get("model", state)
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    wrong = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected:
-        raise UserInputError(
-            f"checkpoint '{source}' is from another model: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}; check model.name and its options"
-        )
-    if wrong:
-        key = wrong[0]
-        raise UserInputError(
-            f"checkpoint '{source}' does not fit this model: '{key}' has shape "
-            f"{tuple(weights[key].shape)}, the model expects {tuple(own[key].shape)} "
-            "(band counts, ratio or widths differ from the options)"
-        )
-    model.load_state_dict(weights)
+    """Load ``state['model']`` (our names) into ``model``; a mismatch is one line naming the keys."""
+    load_renamed_state_dict(
+        model,
+        state.get("model", state),
+        table={},
+        source=f"checkpoint '{source}'",
+        hint="it is from another model or other options: check model.name and its options",
+    )

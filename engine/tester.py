@@ -52,7 +52,7 @@ def load_trained_model(options: Options, path: Path, device: torch.device) -> tu
     if not isinstance(record, dict):
         raise UserInputError(
             f"checkpoint '{path}' was not written by train.py (it has no model record): "
-            "load released weights with models.ramsf.load_released_checkpoint instead"
+            "load released weights with models.state_dicts.load_reference_checkpoint instead"
         )
     name, _ = model_kwargs(options)
     if record["name"] != name:

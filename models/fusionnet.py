@@ -18,11 +18,13 @@ replicated exactly as in the paper, with no extra parameters.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 from models import MODELS
 from models.blocks import check_fusion_inputs
-from models.pannet import residual_trunk
+from models.pannet import residual_trunk, trunk_reference_names
 from utils.errors import UserInputError
 
 
@@ -32,8 +34,12 @@ class FusionNet(nn.Module):
     -> fused N x C x H x W = up + learned detail, in the scale of ``up`` (about [0, 1]).
 
     width: feature channels (paper 32); blocks: residual blocks (paper 4). ``ratio`` is not
-    used: ``up`` is already at H x W.
+    used: ``up`` is already at H x W. Faithful to PanCollection's FusionNet for a one-band guide
+    (reproduces its outputs for given weights, tested).
     """
+
+    reference_names: ClassVar[dict[str, str]] = trunk_reference_names(4)
+    """PanCollection's state-dict names (4 blocks, as its FusionNet) -> ours."""
 
     def __init__(self, lr_channels: int, guide_channels: int, ratio: int, width: int = 32, blocks: int = 4):
         super().__init__()

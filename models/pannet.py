@@ -4,13 +4,16 @@ J. Yang, X. Fu, Y. Hu, Y. Huang, X. Ding, J. Paisley, "PanNet: A deep network ar
 pan-sharpening", ICCV 2017.
 
 fused = up + conv3x3(ResBlocks(ReLU(conv3x3(concat[deconv(hp(lr)), hp(guide)])))), where
-hp(x) = x - box5x5(x) keeps the spatial detail (the 5 x 5 box filter of common PanNet
-implementations, replicate padding) and ``deconv`` is a learned transposed convolution that
+hp(x) = x - box5x5(x) keeps the spatial detail (the 5 x 5 box filter of the reference data
+pipeline, OpenCV's ``boxFilter`` with its default border: reflection without repeating the edge
+pixel, ``reflect`` in PyTorch) and ``deconv`` is a learned transposed convolution that
 enlarges by exactly ``ratio``. Adding ``up`` outside the network preserves the spectra; the
 network only predicts the missing detail. A multi-band guide is high-passed band by band.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +23,20 @@ from models import MODELS
 from models.blocks import check_fusion_inputs, checked_ratio
 from utils.errors import UserInputError
 
+HIGHPASS_BORDERS = ("reflect", "replicate")
 
-def box_highpass(x: Tensor, size: int) -> Tensor:
-    """x minus its size x size box-filtered version (replicate padding), N x C x H x W -> same.
 
-    A constant image gives exactly zero; ``size`` must be odd so that the output is centred.
+def box_highpass(x: Tensor, size: int, border: str = "reflect") -> Tensor:
+    """x minus its size x size box-filtered version, N x C x H x W -> same.
+
+    border 'reflect': mirrored without repeating the edge pixel (OpenCV's default, as PanNet's
+    reference pipeline; an image of at most size // 2 pixels is replicated instead); 'replicate':
+    the edge pixel repeated. A constant image gives exactly zero; ``size`` must be odd so that
+    the output is centred.
     """
     pad = size // 2
-    low = F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), size, stride=1)
+    mode = "reflect" if border == "reflect" and min(x.shape[-2:]) > pad else "replicate"
+    low = F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode=mode), size, stride=1)
     return x - low
 
 
@@ -76,14 +85,35 @@ def residual_trunk(in_channels: int, out_channels: int, width: int, blocks: int)
     )
 
 
+def trunk_reference_names(blocks: int) -> dict[str, str]:
+    """PanCollection's names of a ``residual_trunk`` -> ours: ``conv1``, ``res1``..``resB`` (also
+    registered as ``backbone.0``..) with ``conv20``/``conv21`` inside, ``conv3``."""
+    names = {"conv1": "trunk.0", "conv3": f"trunk.{blocks + 2}"}
+    for i in range(blocks):
+        for alias in (f"res{i + 1}", f"backbone.{i}"):
+            names[f"{alias}.conv20"] = f"trunk.{i + 2}.conv1"
+            names[f"{alias}.conv21"] = f"trunk.{i + 2}.conv2"
+    return names
+
+
 @MODELS.register
 class PanNet(nn.Module):
     """PanNet. forward(lr N x C x h x w, up N x C x H x W, guide N x Cg x H x W)
     -> fused N x C x H x W = up + learned detail, in the scale of ``up`` (about [0, 1]).
 
     width: feature channels (paper 32); blocks: residual blocks (paper 4); highpass_size: odd
-    side of the box filter whose output is subtracted to get the high-pass inputs (5).
+    side of the box filter whose output is subtracted to get the high-pass inputs (5);
+    highpass_border: how that filter extends the image, 'reflect' (default, the reference's) or
+    'replicate' (before the oracle check; ``LEGACY_DEFAULTS`` rebuilds older checkpoints with it).
+    Faithful to PanCollection's PanNet (reproduces its outputs for given weights, tested): the
+    high-pass is taken inside the network, from ``lr`` and ``guide``, where the reference's data
+    pipeline feeds it precomputed; fit_size only acts when H is not ratio x h.
     """
+
+    reference_names: ClassVar[dict[str, str]] = {"deconv": "deconv", **trunk_reference_names(4)}
+    """PanCollection's state-dict names (4 blocks, as its PanNet) -> ours."""
+
+    LEGACY_DEFAULTS = {"highpass_border": "replicate"}
 
     def __init__(
         self,
@@ -93,6 +123,7 @@ class PanNet(nn.Module):
         width: int = 32,
         blocks: int = 4,
         highpass_size: int = 5,
+        highpass_border: str = "reflect",
     ):
         super().__init__()
         ratio = checked_ratio("PanNet", ratio)
@@ -100,14 +131,21 @@ class PanNet(nn.Module):
             raise UserInputError(f"PanNet needs width >= 1 and blocks >= 0, got {width} and {blocks}")
         if highpass_size < 3 or highpass_size % 2 == 0:
             raise UserInputError(f"PanNet highpass_size must be odd and >= 3, got {highpass_size}")
+        if highpass_border not in HIGHPASS_BORDERS:
+            raise UserInputError(
+                f"PanNet highpass_border must be 'reflect' or 'replicate', got '{highpass_border}'"
+            )
         self.lr_channels = lr_channels
         self.guide_channels = guide_channels
         self.highpass_size = highpass_size
+        self.highpass_border = highpass_border
         self.deconv = upsampling_deconv(lr_channels, ratio)
         self.trunk = residual_trunk(lr_channels + guide_channels, lr_channels, width, blocks)
 
     def forward(self, lr: Tensor, up: Tensor, guide: Tensor) -> Tensor:
         check_fusion_inputs(lr, up, guide, self.lr_channels, self.guide_channels)
-        lr_detail = fit_size(self.deconv(box_highpass(lr, self.highpass_size)), up.shape[-2:])
-        guide_detail = box_highpass(guide, self.highpass_size)
+        lr_detail = fit_size(
+            self.deconv(box_highpass(lr, self.highpass_size, self.highpass_border)), up.shape[-2:]
+        )
+        guide_detail = box_highpass(guide, self.highpass_size, self.highpass_border)
         return up + self.trunk(torch.cat((lr_detail, guide_detail), dim=1))

@@ -2,13 +2,14 @@
 
 The released checkpoints name their parameters differently (``blk_1_32.0.weight``,
 ``DE_pan.conv0.weight``, ``imnet_64.layers.0.weight``, ...). ``RELEASED_NAME_MAP`` maps their module
-prefixes to ours; ``load_released_checkpoint`` reads such a file (or one saved with our names).
+prefixes to ours (``RAMSF.reference_names``); ``models.state_dicts.load_reference_checkpoint`` reads
+such a file (or one saved with our names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,6 @@ from models import MODELS
 from models.blocks import PADDINGS, check_fusion_inputs, checked_ratio
 from models.csfpa import BORDERS, CSFPA, FACTORED_CHOICES
 from models.lhsdr import LHSDR
-from utils.checkpoint_file import read_checkpoint_file
 from utils.errors import UserInputError
 
 RELEASED_NAME_MAP: dict[str, str] = {
@@ -46,23 +46,6 @@ RELEASED_NAME_MAP: dict[str, str] = {
     "imnet_128.layers": "csfpa.stages.1.mlp",
 }
 """Released module prefix -> our module prefix (the parameter's last name part is unchanged)."""
-
-
-def _rename(name: str, table: Mapping[str, str]) -> str:
-    for old, new in table.items():
-        if name.startswith(old + "."):
-            return new + name[len(old) :]
-    return name
-
-
-def our_name(released: str) -> str:
-    """``imnet_64.layers.0.weight`` -> ``csfpa.stages.0.mlp.0.weight``; other names unchanged."""
-    return _rename(released, RELEASED_NAME_MAP)
-
-
-def released_name(ours: str) -> str:
-    """Inverse of :func:`our_name`: ``lhsdr.guide_block.conv1.weight`` -> ``DE_pan.conv0.weight``."""
-    return _rename(ours, {new: old for old, new in RELEASED_NAME_MAP.items()})
 
 
 def default_stages(ratio: int) -> int:
@@ -124,6 +107,9 @@ class RAMSF(nn.Module):
     """Defaults before the border fix (issue 11): a checkpoint record without these keys predates
     it and is rebuilt with them (engine.model_record); the released weights need them too."""
 
+    reference_names: ClassVar[dict[str, str]] = RELEASED_NAME_MAP
+    """The released names, for ``models.state_dicts.load_renamed_state_dict``."""
+
     def __init__(
         self,
         lr_channels: int,
@@ -183,59 +169,3 @@ class RAMSF(nn.Module):
             lr, guide = (x.contiguous(memory_format=torch.channels_last) for x in (lr, guide))
             return up + self.csfpa(lr, self.lhsdr(up.contiguous(memory_format=torch.channels_last), guide))
         return up + self.csfpa(lr, self.lhsdr(up, guide))
-
-
-def _describe(names: Sequence[str], limit: int = 4) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
-def load_released_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
-    """Load a state dict in the released naming (or ours) into ``model``; returns the model.
-
-    Raises a one-line UserInputError naming missing or unexpected keys and shape mismatches.
-    """
-    mapped = {our_name(key): value for key, value in state_dict.items()}
-    expected = model.state_dict()
-    missing = [released_name(k) for k in expected if k not in mapped]
-    unexpected = [released_name(k) for k in mapped if k not in expected]
-    mismatched = [
-        f"{released_name(k)} {tuple(mapped[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in mapped and tuple(mapped[k].shape) != tuple(v.shape)
-    ]
-    problems = [
-        f"{label}: {_describe(items)}"
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", mismatched),
-        )
-        if items
-    ]
-    if problems:
-        raise UserInputError(
-            f"checkpoint does not fit the model ({'; '.join(problems)}); build the model with the "
-            "checkpoint's band counts and widths"
-        )
-    model.load_state_dict(mapped)
-    return model
-
-
-def load_released_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a checkpoint file: a bare state dict, or a dict with a 'state_dict' or 'model' entry;
-    'module.' prefixes (DataParallel) are stripped. Returns the model."""
-    data = read_checkpoint_file(path, "a torch.save'd state dict is expected")
-    for entry in ("state_dict", "model"):
-        if isinstance(data, Mapping) and isinstance(data.get(entry), Mapping):
-            data = data[entry]
-    if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise UserInputError(
-            f"checkpoint '{path}' holds no state dict (expected name -> tensor, possibly under "
-            "'state_dict' or 'model')"
-        )
-    return load_released_state_dict(model, {_strip_module(k): v for k, v in data.items()})
-
-
-def _strip_module(name: str) -> str:
-    return name[len("module.") :] if name.startswith("module.") else name

@@ -78,6 +78,15 @@ def test_zeroed_last_conv_gives_up_or_zero(name):
             assert torch.equal(model(lr, up, guide), up)
 
 
+def test_box_highpass_borders_by_hand():
+    """reflect mirrors around the edge pixel (OpenCV's default), replicate repeats it."""
+    row = torch.tensor([[[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]]], dtype=torch.float64).expand(1, 1, 6, 6)
+    # 5 x 5 mean at column 0: reflect reads columns 2 1 0 1 2 -> 6 / 5; replicate 0 0 0 1 2 -> 3 / 5
+    assert box_highpass(row, 5, "reflect")[0, 0, 3, 0] == pytest.approx(0.0 - 6 / 5, abs=1e-15)
+    assert box_highpass(row, 5, "replicate")[0, 0, 3, 0] == pytest.approx(0.0 - 3 / 5, abs=1e-15)
+    assert torch.equal(box_highpass(row, 5, "reflect")[..., 2:4], box_highpass(row, 5, "replicate")[..., 2:4])
+
+
 def test_box_highpass_of_constant_and_impulse():
     assert box_highpass(torch.full((1, 2, 9, 7), 0.37, dtype=torch.float64), 5).abs().max() < 1e-15
     impulse = torch.zeros(1, 1, 11, 11, dtype=torch.float64)

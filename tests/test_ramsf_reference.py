@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from models import MODELS
-from models.ramsf import load_released_checkpoint, load_released_state_dict, released_name
+from models.ramsf import RELEASED_NAME_MAP
+from models.state_dicts import load_reference_checkpoint, load_renamed_state_dict, rename
 from tests.conftest import load_golden
 from utils.errors import UserInputError
 
@@ -41,7 +42,7 @@ def max_error(model: torch.nn.Module, inputs, fused: np.ndarray) -> float:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_reproduces_reference_outputs(name):
     model, weights, inputs, fused = golden_case(name)
-    load_released_state_dict(model, weights)
+    load_renamed_state_dict(model, weights)
     assert np.abs(fused - inputs[1].numpy()).max() > 0.1  # the residual is not negligible
     assert max_error(model, inputs, fused) < 1e-5
 
@@ -49,19 +50,21 @@ def test_reproduces_reference_outputs(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_name_map_covers_released_names(name):
     model, weights, _, _ = golden_case(name)
-    assert sorted(released_name(k) for k in model.state_dict()) == sorted(weights)
+    inverse = {new: old for old, new in RELEASED_NAME_MAP.items()}
+    assert sorted(rename(k, inverse) for k in model.state_dict()) == sorted(weights)
+    assert all(rename(rename(k, inverse), RELEASED_NAME_MAP) == k for k in model.state_dict())
 
 
-def test_load_released_checkpoint_file(tmp_path):
+def test_load_reference_checkpoint_file(tmp_path):
     model, weights, inputs, fused = golden_case("ramsf_reference_wv3")
     path = tmp_path / "released.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in weights.items()}}, path)
-    load_released_checkpoint(model, path)
+    load_reference_checkpoint(model, path)
     assert max_error(model, inputs, fused) < 1e-5
     plain = tmp_path / "ours.pth"
     torch.save(model.state_dict(), plain)
     again, _, _, _ = golden_case("ramsf_reference_wv3")
-    load_released_checkpoint(again, plain)
+    load_reference_checkpoint(again, plain)
     assert max_error(again, inputs, fused) < 1e-5
 
 
@@ -71,14 +74,14 @@ def test_wrong_shapes_and_keys_are_user_errors(tmp_path):
     path = tmp_path / "wv3.pth"
     torch.save(weights, path)
     with pytest.raises(UserInputError, match=r"shape mismatches: blk_8_32\.0\.weight") as info:
-        load_released_checkpoint(four_band, path)
+        load_reference_checkpoint(four_band, path)
     assert "\n" not in str(info.value)
     partial = {k: v for k, v in weights.items() if not k.startswith("imnet_128")}
     partial["extra.weight"] = torch.zeros(1)
     model, _, _, _ = golden_case("ramsf_reference_wv3")
     with pytest.raises(UserInputError, match=r"missing keys: imnet_128.*unexpected keys: extra"):
-        load_released_state_dict(model, partial)
+        load_renamed_state_dict(model, partial)
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(UserInputError, match="cannot read checkpoint"):
-        load_released_checkpoint(model, broken)
+        load_reference_checkpoint(model, broken)
