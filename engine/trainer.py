@@ -181,7 +181,7 @@ class Trainer:
         batch = to_device(batch, self.device)
         with autocast(self.device, self.options.train.amp):
             fused = fuse(self.model, batch)
-        loss = self.loss(fused.float(), batch["gt"])
+        loss = self.loss(fused.float(), batch)
         value = mean_across(float(loss.detach()), self.world, self.device)  # every rank decides alike
         if not math.isfinite(value):
             if self.options.train.nonfinite_loss == "skip":

@@ -63,8 +63,13 @@ def test_data_dependent_skip_list_is_current():
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_loss_forward_and_backward_on_meta(name):
     fused = torch.randn(2, 3, 4, 4, device="meta", requires_grad=True)
-    gt = torch.randn(2, 3, 4, 4, device="meta")
-    loss = LOSSES.build(name)(fused, gt)
+    batch = {
+        "gt": torch.randn(2, 3, 4, 4, device="meta"),
+        "up": torch.randn(2, 3, 4, 4, device="meta"),
+        "lr": torch.randn(2, 3, 2, 2, device="meta"),
+        "guide": torch.randn(2, 1, 4, 4, device="meta"),
+    }
+    loss = LOSSES.build(name)(fused, batch)
     assert loss.device.type == "meta" and loss.shape == ()
     loss.backward()
     assert fused.grad is not None and fused.grad.shape == fused.shape
