@@ -38,7 +38,16 @@ import torch
 from tqdm import tqdm
 
 from data.datasets import LAYOUTS
-from data.samples import Fields, Protocol, Scene, concat_samples, region_samples, test_samples, write_h5
+from data.samples import (
+    DEGRADE_MODES,
+    Fields,
+    Protocol,
+    Scene,
+    concat_samples,
+    region_samples,
+    test_samples,
+    write_h5,
+)
 from data.scene import GRIDS, align, grid_offset, infer_ratio, read_bands
 from data.split import (
     Rect,
@@ -76,6 +85,7 @@ class PrepareConfig:
     gains: list[float] | None = None
     patch: int = 64
     stride: int | None = None  # default: patch / 2
+    degrade: str = "patch"  # data.samples.DEGRADE_MODES
     val_fraction: float = 0.1
     test_region: Rect | None = None  # default: the last test_size rows
     test_size: int = 64
@@ -87,6 +97,8 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.stride is None:
             self.stride = max(1, self.patch // 2)
+        if self.degrade not in DEGRADE_MODES:
+            raise UserInputError(f"degrade must be one of {', '.join(DEGRADE_MODES)}, got '{self.degrade}'")
 
     def argv(self) -> list[str]:
         """The ``python -m data.prepare`` arguments that build the same files."""
@@ -112,6 +124,8 @@ class PrepareConfig:
             str(self.stride),
             "--test-size",
             str(self.test_size),
+            "--degrade",
+            self.degrade,
         ]
         flags += ["--val-fraction", str(self.val_fraction), "--grid", self.grid]
         if self.test_region is not None:
@@ -247,7 +261,7 @@ def build_splits(
     for split, rects in (("train", train), ("valid", [valid])):
         parts = []
         for rect in rects:
-            parts.append(region_samples(scene, protocol, rect, config.patch, config.stride))
+            parts.append(region_samples(scene, protocol, rect, config.patch, config.stride, config.degrade))
             steps.update()
         splits[split] = concat_samples(parts)
     reduced, full, origins = test_samples(scene, protocol, test, config.test_size)
@@ -360,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, default=64, help="training gt patch size, MS pixels")
     p.add_argument("--stride", type=int, help="patch stride, MS pixels (default: patch / 2)")
     p.add_argument(
+        "--degrade",
+        choices=DEGRADE_MODES,
+        default="patch",
+        help="training/validation patches degraded one by one as the test tiles (patch, default) "
+        "or each region as a whole, then cut (region)",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
@@ -419,6 +440,7 @@ def parse_args(argv: list[str]) -> tuple[PrepareConfig, bool]:
         gains=_numbers(args.gains, float, "--gains"),
         patch=args.patch,
         stride=args.stride,
+        degrade=args.degrade,
         val_fraction=args.val_fraction,
         test_region=None if args.test_region is None else parse_rect(args.test_region),
         test_size=args.test_size,

@@ -70,18 +70,36 @@ def crop_scene(scene: Scene, rect: Rect) -> tuple[torch.Tensor, torch.Tensor | N
     return ms, scene.guide[None, :, rows, r * rect.col : r * (rect.col + rect.width)]
 
 
-def region_samples(scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int):
-    """Reduced-resolution patches of one region, degraded as a whole: (fields, origins)."""
+DEGRADE_MODES = ("patch", "region")
+"""How training and validation patches are degraded: 'patch', each patch on its own (as every
+test tile; default), or 'region', each region as a whole before it is cut into patches."""
+
+
+def region_samples(
+    scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int, degrade: str = "patch"
+):
+    """Reduced-resolution patches of one region: (fields, origins).
+
+    degrade 'patch': every patch is cut at full resolution and degraded on its own, so that its
+    border pixels see the same MTF padding and decimation phase as a test tile's; 'region': the
+    region is degraded as a whole and then cut, so that every patch looks like a tile's interior.
+    """
     area = used_extent(rect, patch, stride)
-    fields = protocol.reduced(*crop_scene(scene, area))
+    origins = grid_origins(area, patch, stride)
+    ms, guide = crop_scene(scene, area)
     r = scene.ratio
+    if degrade == "patch":
+        ms = extract_patches(ms, patch, stride)
+        guide = None if guide is None else extract_patches(guide, r * patch, r * stride)
+        return protocol.reduced(ms, guide), origins
+    fields = protocol.reduced(ms, guide)
     patches = {
         key: extract_patches(value, patch // r, stride // r)
         if key == "lr"
         else extract_patches(value, patch, stride)
         for key, value in fields.items()
     }
-    return patches, grid_origins(area, patch, stride)
+    return patches, origins
 
 
 def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
@@ -89,14 +107,14 @@ def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
 
     Each tile is degraded on its own; the full-resolution fields are None without a real guide.
     """
+    reduced, origins = region_samples(scene, protocol, rect, size, size, "patch")
+    if scene.guide is None:
+        return reduced, None, origins
     area = used_extent(rect, size, size)
     ms, guide = crop_scene(scene, area)
-    ms = extract_patches(ms, size, size)
-    origins = grid_origins(area, size, size)
-    if guide is None:
-        return protocol.reduced(ms, None), None, origins
-    guide = extract_patches(guide, scene.ratio * size, scene.ratio * size)
-    return protocol.reduced(ms, guide), protocol.full(ms, guide), origins
+    r = scene.ratio
+    full = protocol.full(extract_patches(ms, size, size), extract_patches(guide, r * size, r * size))
+    return reduced, full, origins
 
 
 def write_h5(path: Path, fields: Fields, origins: np.ndarray, keys: dict, attrs: dict) -> None:

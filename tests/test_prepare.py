@@ -12,7 +12,7 @@ import scipy.io
 import torch
 
 from data.demo import DEMO_ROOT, DEMOS, ensure_demo
-from data.prepare import main
+from data.prepare import PrepareConfig, main
 from data.scene import (
     Grid,
     align,
@@ -225,6 +225,28 @@ def test_prepare_synthetic_scene(tmp_path):
     np.testing.assert_allclose(reduced["ms"], ms_lr.numpy(), rtol=1e-12)
     np.testing.assert_allclose(reduced["pan"], pan_lr.numpy(), rtol=1e-12)
     np.testing.assert_allclose(reduced["lms"], upsample(ms_lr, 2).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("degrade", ["patch", "region"])
+def test_training_patches_degraded_as_chosen(tmp_path, degrade):
+    """'patch': every training sample is its own Wald reduction, as a test tile is; 'region': the
+    regions are reduced whole, so a patch's lr (its edge rows included) is not its own reduction."""
+    _write_scene(tmp_path)
+    _run(tmp_path, "--test-region", "16,8,16,32", "--degrade", degrade, "--force")
+    train, attrs = _read(tmp_path / "out" / "train_toy.h5")
+    assert "--degrade " + degrade in attrs["command"]
+    pan_scene = read_image(tmp_path / "pan.tif").astype(np.float64)
+    pans = np.stack([pan_scene[:, 2 * r : 2 * r + 16, 2 * c : 2 * c + 16] for r, c in train["origin"]])
+    ms_lr, pan_lr = wald_protocol(torch.from_numpy(train["gt"]), torch.from_numpy(pans), 2)
+    own = np.abs(train["ms"] - ms_lr.numpy()).max(axis=(0, 1))  # 4 x 4 lr pixels
+    if degrade == "patch":
+        assert own.max() < 1e-9
+        np.testing.assert_allclose(train["pan"], pan_lr.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(train["lms"], upsample(ms_lr, 2).numpy(), rtol=1e-12)
+    else:
+        assert own.max() > 1.0 and own[-1].max() > 1.0  # the last row sees the patch's edge
+    with pytest.raises(UserInputError, match="degrade must be one of patch, region"):
+        PrepareConfig(ms=["a.tif"], out="o", name="n", degrade="tile")
 
 
 def test_refuses_to_overwrite_without_force(tmp_path, capsys):
