@@ -22,6 +22,7 @@ go to ``charts/compare_<showcase>_<budget>.{md,csv,_ep.png,_visual.png}``.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ SHOWCASES = {
     "landsat8": {"main": "option.yml", "long": "options/landsat8_long.yml"},
     "sentinel2": {"main": "options/sentinel2_demo.yml"},
 }
-PEERS = ("PNN", "PanNet", "FusionNet")
+PEERS = ("PNN", "PanNet", "FusionNet", "DiCNN", "MSDCNN", "BDPN", "GPPNN", "LAGConv")
 CLASSICAL = ("EXP", "BT-H", "GSA", "BDSD-PC", "PRACS", "MTF-GLP-HPM", "MTF-GLP-FS", "AWLP")
 SHOWN = (("reduced", "SAM"), ("reduced", "ERGAS"), ("reduced", "Q2n"), ("full", "QNR"), ("full", "HQNR"))
 
@@ -122,22 +123,37 @@ def main() -> None:
         help=f"deep peers to train too (default: {' '.join(PEERS)})",
     )
     parser.add_argument("--log-root", default=str(ROOT / "logs" / "bench_quality"))
+    parser.add_argument(
+        "--continue-in",
+        metavar="FOLDER",
+        help="a FOLDER of an earlier, interrupted run (LOG_ROOT/<time>): its finished trainings "
+        "(listed in FOLDER/trained.json) are reused, the others run",
+    )
     parser.add_argument("--out", default=str(ROOT / "charts"), help="folder of the Markdown tables")
     args = parser.parse_args()
     missing = [s for s in args.showcase if args.budget not in SHOWCASES[s]]
     if missing:
         parser.error(f"no '{args.budget}' recipe for {', '.join(missing)}: use --budget main")
-    log_root = Path(args.log_root) / time.strftime("%Y%m%d-%H%M%S")
-    log_root.mkdir(parents=True)
+    log_root = (
+        Path(args.continue_in) if args.continue_in else Path(args.log_root) / time.strftime("%Y%m%d-%H%M%S")
+    )
+    log_root.mkdir(parents=True, exist_ok=bool(args.continue_in))
+    ledger = log_root / "trained.json"
+    done = json.loads(ledger.read_text()) if ledger.is_file() else {}
     machine = {k: v for k, v in (line.split(" ", 1) for line in environment_report().splitlines())}
     for showcase in args.showcase:
         option_path = SHOWCASES[showcase][args.budget]
         runs, seconds = {}, {}
         for label in ("RAMSF", *args.peers):
             model = None if label == "RAMSF" else label
-            runs[label], seconds[label] = train(
-                option_path, f"{label}_{showcase}_{args.budget}", model, log_root
-            )
+            name = f"{label}_{showcase}_{args.budget}"
+            if name in done:
+                runs[label], seconds[label] = Path(done[name][0]), done[name][1]
+                print(f"{showcase}: reusing {label} trained in {seconds[label]:.0f} s ({runs[label]})")
+                continue
+            runs[label], seconds[label] = train(option_path, name, model, log_root)
+            done[name] = [str(runs[label]), seconds[label]]
+            ledger.write_text(json.dumps(done, indent=1))
             print(f"{showcase}: trained {label} in {seconds[label]:.0f} s ({runs[label]})", flush=True)
         results = compare(option_path, runs, log_root, f"quality_{showcase}_{args.budget}")
         text = (
