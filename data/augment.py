@@ -1,10 +1,21 @@
-"""Dihedral augmentation (flips, quarter turns) applied identically to all fields of a sample."""
+"""Geometric augmentation applied identically to all fields of a sample.
+
+Two groups of transforms: 'dihedral', all eight flips and quarter turns, and 'transpose', the
+identity and the transpose only. A flip moves the low-resolution sampling grid: the Wald
+protocol keeps gt rows ``ratio * i + ratio // 2`` (the toolbox's decimation phase), a flipped
+patch has its samples at ``ratio * i + ratio - 1 - ratio // 2``, a different phase for every even
+ratio, so the network is also trained on a geometry that no real file has. The transpose swaps
+rows and columns and keeps the phase on both axes.
+"""
 
 from __future__ import annotations
 
 import torch
 
 Dihedral = tuple[int, bool, bool]
+GROUPS = ("dihedral", "transpose")
+TRANSPOSE: Dihedral = (1, True, False)
+"""A quarter turn then a row flip: the transpose of a square image."""
 
 
 def draw_dihedral(square: bool, generator: torch.Generator | None = None) -> Dihedral:
@@ -28,3 +39,12 @@ def apply_dihedral(image: torch.Tensor, transform: Dihedral) -> torch.Tensor:
     out = torch.rot90(image, turns, dims=(-2, -1)) if turns else image
     dims = [d for d, on in ((-2, flip_rows), (-1, flip_cols)) if on]
     return (torch.flip(out, dims) if dims else out).contiguous()
+
+
+def draw_transform(group: str, square: bool, generator: torch.Generator | None = None) -> Dihedral:
+    """A transform of ``group`` ('dihedral': :func:`draw_dihedral`; 'transpose': the identity
+    or, for square images, the transpose, each with probability 1/2)."""
+    if group == "dihedral":
+        return draw_dihedral(square, generator)
+    transpose = bool(torch.randint(2, (1,), generator=generator)) and square
+    return TRANSPOSE if transpose else (0, False, False)

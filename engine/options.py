@@ -35,7 +35,9 @@ class DataOptions:
     test_full: list[str] = field(default_factory=list)  # full-resolution test files (no gt)
     layout: Literal["auto", "pancollection", "hyperpan", "hyperspectral"] = "auto"
     ratio: int | None = None  # checked against the files; inferred when null
-    augment: bool = False  # random flips and 90-degree rotations of training samples
+    # training-sample augmentation: true or dihedral (random flips and quarter turns), transpose
+    # (identity or transpose: keeps the decimation phase of even ratios, see data/augment.py), false
+    augment: bool | Literal["dihedral", "transpose"] = False
     num_workers: int = 0  # DataLoader worker processes
     max_valid_samples: int | None = None  # validate on the first N samples only
     sensor: str = "none"  # MTF preset for the full-resolution indices (QB, WV3, ...)

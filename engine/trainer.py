@@ -177,7 +177,8 @@ class Trainer:
         self.model.train()
         generator = torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.step)
         if self.options.data.augment:
-            batch = augment_batch(batch, generator, self.world.rank, self.world.size)
+            group = "dihedral" if self.options.data.augment is True else self.options.data.augment
+            batch = augment_batch(batch, generator, self.world.rank, self.world.size, group)
         batch = to_device(batch, self.device)
         with autocast(self.device, self.options.train.amp):
             fused = fuse(self.model, batch)

@@ -11,7 +11,7 @@ import random
 import torch
 from torch.utils.data import Sampler
 
-from data.augment import apply_dihedral, draw_dihedral
+from data.augment import apply_dihedral, draw_transform
 from engine.options import OptimizerOptions, SchedulerOptions
 from utils.errors import UserInputError
 
@@ -71,8 +71,11 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield batch[self.rank :: self.world]
 
 
-def augment_batch(batch: dict, generator: torch.Generator, rank: int = 0, world: int = 1) -> dict:
-    """Random flips and quarter turns, one draw per sample, the same for all its fields.
+def augment_batch(
+    batch: dict, generator: torch.Generator, rank: int = 0, world: int = 1, group: str = "dihedral"
+) -> dict:
+    """Random transforms of ``group`` (data.augment.GROUPS), one draw per sample, the same for all
+    its fields.
 
     Drawing in the main process from a generator seeded per step keeps augmentation exactly
     reproducible on resume, whatever the number of DataLoader workers. Under torchrun the draws
@@ -82,7 +85,7 @@ def augment_batch(batch: dict, generator: torch.Generator, rank: int = 0, world:
     keys = [k for k in ("lr", "up", "guide", "gt") if k in batch]
     count = batch[keys[0]].shape[0]
     height, width = batch["up"].shape[-2:]
-    draws = [draw_dihedral(height == width, generator) for _ in range(rank + (count - 1) * world + 1)]
+    draws = [draw_transform(group, height == width, generator) for _ in range(rank + (count - 1) * world + 1)]
     samples = [{k: apply_dihedral(batch[k][i], draws[rank + i * world]) for k in keys} for i in range(count)]
     return {**batch, **{k: torch.stack([s[k] for s in samples]) for k in keys}}
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data.augment import apply_dihedral
+from data.augment import TRANSPOSE, apply_dihedral, draw_transform
 from data.datasets import (
     DATASETS,
     LAYOUTS,
@@ -222,6 +222,31 @@ def test_augmentation_keeps_fields_aligned(tmp_path, size):
         assert torch.equal(augmented(seed)["gt"], sample["gt"])
     assert seen == set(candidates)
     assert torch.equal(plain[1]["gt"], original["gt"])
+
+
+@pytest.mark.parametrize("ratio", [2, 3, 4])
+def test_transpose_group_keeps_the_decimation_phase(ratio):
+    """The toolbox keeps gt rows/cols ratio * i + ratio // 2; decimating a transformed gt must equal
+    transforming the decimated gt. The transpose keeps that for every ratio, a flip only for odd
+    ones (a flipped patch has its samples at ratio * i + ratio - 1 - ratio // 2)."""
+    size = 4 * ratio
+    gt = torch.arange(size * size, dtype=torch.float64).reshape(1, size, size)
+    start = ratio // 2
+
+    def decimate(x: torch.Tensor) -> torch.Tensor:
+        return x[..., start::ratio, start::ratio]
+
+    def commutes(transform) -> bool:
+        return torch.equal(decimate(apply_dihedral(gt, transform)), apply_dihedral(decimate(gt), transform))
+
+    assert TRANSPOSE == (1, True, False) and torch.equal(apply_dihedral(gt, TRANSPOSE), gt.transpose(-2, -1))
+    assert commutes(TRANSPOSE)
+    assert commutes((0, True, False)) == commutes((0, False, True)) == (ratio % 2 == 1)
+    draws = {draw_transform("transpose", True, torch.Generator().manual_seed(s)) for s in range(32)}
+    assert draws == {(0, False, False), TRANSPOSE}
+    assert {draw_transform("transpose", False, torch.Generator().manual_seed(s)) for s in range(8)} == {
+        (0, False, False)
+    }
 
 
 def test_detect_layout():
