@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,9 +18,18 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def fuse(model: nn.Module, batch: dict) -> torch.Tensor:
-    """The model's fused image for a batch (N x C x H x W, scaled data)."""
-    return model(batch["lr"], batch["up"], batch["guide"])
+def fuse(model: nn.Module, batch: dict, auxiliary: Sequence[str] = ()) -> torch.Tensor:
+    """The model's fused image for a batch (N x C x H x W, scaled data).
+
+    auxiliary: names among the model's ``auxiliary_outputs`` that a training loss reads; they
+    come from the same call through ``forward`` (so that DistributedDataParallel synchronises
+    their gradients) and are stored in ``batch`` under their names.
+    """
+    if not auxiliary:
+        return model(batch["lr"], batch["up"], batch["guide"])
+    fused, extras = model(batch["lr"], batch["up"], batch["guide"], auxiliary=True)
+    batch.update({name: extras[name] for name in auxiliary})
+    return fused
 
 
 def as_pan(guide: torch.Tensor) -> torch.Tensor:

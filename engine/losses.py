@@ -5,6 +5,12 @@
 N x C x H x W (scaled data) and the training batch (``lr``, ``up``, ``guide`` and, in
 reduced-resolution files, ``gt``, all scaled data); its class attribute ``needs`` names the batch
 entries it reads, so that a loss that needs ``gt`` is refused for files without one.
+
+Multi-scale supervision: a model may list ``auxiliary_outputs`` (BDPN: ``fused_half`` at ratio
+4, also ``fused_quarter`` at ratio 8), intermediate images that ``forward(lr, up, guide,
+auxiliary=True)`` returns beside the fused one. A loss that needs such a name (``L1_half``,
+``L1_quarter``) makes training ask the model for it in the same call and put it into the batch
+(engine/evaluation.py ``fuse``); :func:`auxiliary_needs` refuses a loss whose model lacks it.
 """
 
 from __future__ import annotations
@@ -14,9 +20,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from protocols.resize import imresize_matlab
+from utils.errors import UserInputError
 from utils.registry import Registry
 
 LOSSES = Registry("loss")
+
+DATA_ENTRIES = ("lr", "up", "guide", "gt")
+"""Batch entries that come from the data files; any other entry a loss needs is a model output."""
 
 
 @LOSSES.register(name="L1")
@@ -71,6 +82,39 @@ class SAMLoss(nn.Module):
         return torch.acos(cosine).mean()
 
 
+class ShrunkGtL1(nn.Module):
+    """Mean absolute error of the auxiliary output ``entry`` (N x C x ceil(H/f) x ceil(W/f)) to
+    ``gt`` shrunk by f = ``factor`` with MATLAB's antialiased bicubic ``imresize``.
+
+    That shrink is sensor-free and centred on f x f blocks of gt, the cells of BDPN's max-pool
+    and pixel-shuffle pyramid (the Wald protocol's decimation keeps one sample per block, off
+    that centre by half a pixel at f = 2, and needs the sensor's MTF).
+    """
+
+    entry: str
+    factor: int
+
+    def forward(self, fused: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        target = imresize_matlab(batch["gt"], 1.0 / self.factor)
+        return (batch[self.entry] - target).abs().mean()
+
+
+@LOSSES.register(name="L1_half")
+class HalfScaleL1(ShrunkGtL1):
+    """L1 of the model's H/2 image ``fused_half`` against gt shrunk by 2 (BDPN, ratios 4, 8)."""
+
+    needs = ("gt", "fused_half")
+    entry, factor = "fused_half", 2
+
+
+@LOSSES.register(name="L1_quarter")
+class QuarterScaleL1(ShrunkGtL1):
+    """L1 of the model's H/4 image ``fused_quarter`` against gt shrunk by 4 (BDPN, ratio 8)."""
+
+    needs = ("gt", "fused_quarter")
+    entry, factor = "fused_quarter", 4
+
+
 class CompositeLoss(nn.Module):
     """Weighted sum of registered losses; ``parts`` of the last call are kept for logging."""
 
@@ -90,3 +134,22 @@ class CompositeLoss(nn.Module):
         values = [loss(fused, batch) for loss in self.losses]
         self.parts = {n: float(v.detach()) for n, v in zip(self.names, values, strict=True)}
         return sum(w * v for w, v in zip(self.weights, values, strict=True))
+
+
+def auxiliary_needs(loss: CompositeLoss, model: nn.Module, model_name: str) -> tuple[str, ...]:
+    """The auxiliary outputs of ``model`` that the terms of ``loss`` read (in the model's order).
+
+    A term that needs an entry which is neither data (``DATA_ENTRIES``) nor one of the model's
+    ``auxiliary_outputs`` is refused with a one-line UserInputError, before any training.
+    """
+    offered = tuple(getattr(model, "auxiliary_outputs", ()))
+    for name, term in zip(loss.names, loss.losses, strict=True):
+        missing = [e for e in term.needs if e not in DATA_ENTRIES and e not in offered]
+        if missing:
+            has = f"its auxiliary outputs: {', '.join(offered)}" if offered else "it has no auxiliary output"
+            raise UserInputError(
+                f"option 'train.loss' term {name} needs the model output '{missing[0]}', which "
+                f"{model_name} does not produce here ({has}): remove the term, or train a model "
+                "that has it (BDPN at ratio 4 or 8 has fused_half; at ratio 8 also fused_quarter)"
+            )
+    return tuple(e for e in offered if e in loss.needs)

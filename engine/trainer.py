@@ -24,7 +24,7 @@ from data.datasets import check_compatible, check_min_size
 from engine.checkpoint import load_checkpoint, load_model_weights, save_atomic
 from engine.distributed import World, barrier, gather_lists, mean_across
 from engine.evaluation import Scores, evaluate, fuse, to_device
-from engine.losses import CompositeLoss
+from engine.losses import CompositeLoss, auxiliary_needs
 from engine.model_record import build_from_record, check_resumable, model_record
 from engine.options import Options
 from engine.training_parts import (
@@ -93,6 +93,7 @@ class Trainer:
         by_epochs = opts.epochs is not None
         self.total_steps = opts.epochs * self.steps_per_epoch if by_epochs else opts.iterations
         self.loss = CompositeLoss([(t.name, t.weight) for t in opts.loss])
+        self.auxiliary = auxiliary_needs(self.loss, self.net, self.record["name"])  # outputs it reads
         self.optimizer = build_optimizer(self.net.parameters(), opts.optimizer)
         self.scaler = grad_scaler(self.device, opts.amp)  # loss scaling for fp16; a no-op otherwise
         unit = self.steps_per_epoch if by_epochs else 1
@@ -181,7 +182,7 @@ class Trainer:
             batch = augment_batch(batch, generator, self.world.rank, self.world.size, group)
         batch = to_device(batch, self.device)
         with autocast(self.device, self.options.train.amp):
-            fused = fuse(self.model, batch)
+            fused = fuse(self.model, batch, self.auxiliary)  # adds those outputs to batch
         loss = self.loss(fused.float(), batch)
         value = mean_across(float(loss.detach()), self.world, self.device)  # every rank decides alike
         if not math.isfinite(value):

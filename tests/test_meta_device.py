@@ -63,13 +63,19 @@ def test_data_dependent_skip_list_is_current():
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_loss_forward_and_backward_on_meta(name):
     fused = torch.randn(2, 3, 4, 4, device="meta", requires_grad=True)
+    outputs = {  # the model outputs a loss may read: the fused image and its auxiliary images
+        "fused_half": torch.randn(2, 3, 2, 2, device="meta", requires_grad=True),
+        "fused_quarter": torch.randn(2, 3, 1, 1, device="meta", requires_grad=True),
+    }
     batch = {
         "gt": torch.randn(2, 3, 4, 4, device="meta"),
         "up": torch.randn(2, 3, 4, 4, device="meta"),
         "lr": torch.randn(2, 3, 2, 2, device="meta"),
         "guide": torch.randn(2, 1, 4, 4, device="meta"),
+        **outputs,
     }
     loss = LOSSES.build(name)(fused, batch)
     assert loss.device.type == "meta" and loss.shape == ()
     loss.backward()
-    assert fused.grad is not None and fused.grad.shape == fused.shape
+    reached = [t for t in (fused, *outputs.values()) if t.grad is not None]
+    assert reached and all(t.grad.shape == t.shape for t in reached)
