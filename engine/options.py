@@ -188,7 +188,7 @@ class AdaptOptions:
     """``predict.py --adapt STEPS``: fine-tuning a copy of the checkpoint on the scene it fuses."""
 
     loss: list[LossTerm] = field(default_factory=full_resolution_losses)  # needs no gt
-    lr: float = 1e-4  # Adam learning rate
+    lr: float = 1e-5  # Adam learning rate (Z-PNN's for WV3)
     crop: int = 128  # crop side in guide pixels (the scene, if smaller)
     batch_size: int = 4  # crops per step (one when a crop covers the scene)
 
