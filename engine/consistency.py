@@ -56,12 +56,17 @@ def box_mean(x: Tensor, window: int, clip: bool) -> Tensor:
     clip=True: every pixel, N x C x H x W, boxes cut at the image border (mean of the pixels inside).
     """
     if not clip:
-        return F.avg_pool2d(x, window, stride=1)
+        return separable_mean(x, window)
     before, after = (window - 1) // 2, window // 2
     pads = (before, after, before, after)
-    sums = F.avg_pool2d(F.pad(x, pads), window, stride=1)
     ones = torch.ones((1, 1, *x.shape[-2:]), dtype=x.dtype, device=x.device)
-    return sums / F.avg_pool2d(F.pad(ones, pads), window, stride=1)
+    return separable_mean(F.pad(x, pads), window) / separable_mean(F.pad(ones, pads), window)
+
+
+def separable_mean(x: Tensor, window: int) -> Tensor:
+    """Means over every window x window box inside ``x``, as a column then a row mean (2k, not
+    k^2, additions a pixel): N x C x (H-k+1) x (W-k+1)."""
+    return F.avg_pool2d(F.avg_pool2d(x, (window, 1), stride=1), (1, window), stride=1)
 
 
 def local_correlation(x: Tensor, y: Tensor, window: int, clip: bool = False) -> Tensor:
