@@ -1,4 +1,5 @@
-"""Fuse a whole scene: ``python predict.py --option_path O --pan P --lr M --out F [--checkpoint C]``.
+"""Fuse a whole scene: ``python predict.py --option_path O --pan P --lr M --out F [--checkpoint C]
+[--adapt STEPS]``.
 
 Reads the guide (PAN, or the high-resolution MS/RGB image) and the low-resolution image as
 GeoTIFF (or .npy bands first / .mat bands last), fuses them in overlapping tiles with bounded
@@ -6,6 +7,11 @@ memory (engine/tiling.py: the result equals one pass over the scene), and writes
 GeoTIFF in digital numbers with the guide's georeferencing tags, band-sequential, written tile
 by tile into a memory-mapped file. The model comes from the checkpoint (default: the option
 file's ``test.checkpoint``, i.e. the best of its newest run); ``data.scale`` from the options.
+
+``--adapt STEPS`` first fine-tunes a copy of the checkpoint's model on crops of this scene with
+losses that need no ground truth (``adapt.*`` options, engine/adapt.py) and saves the adapted
+weights beside the output (``F`` with the suffix ``.adapted.pth``, loadable with ``--checkpoint``);
+the given checkpoint file is only read.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+import torch
 from tqdm import tqdm
 
 from data.scene import TIFF_SUFFIXES, read_image
-from engine.options import add_option_arguments, load_options
+from engine.adapt import adapt
+from engine.checkpoint import save_atomic
+from engine.options import add_option_arguments, dump_options, load_options
 from engine.tester import find_checkpoint, load_trained_model
-from engine.tiling import TILE_MULTIPLE, fuse_tiled
+from engine.tiling import TILE_MULTIPLE, UPSAMPLING_MARGIN, fuse_tiled
 from engine.training_parts import select_device
 from utils.errors import UserInputError, exit_on_user_error
 
@@ -66,11 +75,6 @@ def load_inputs(pan_path: str, lr_path: str, record: dict) -> tuple[np.ndarray, 
     return guide.astype(np.float32, copy=False), lr.astype(np.float32, copy=False)
 
 
-UPSAMPLING_MARGIN = 12
-"""Low-resolution pixels of context the 23-tap upsampling of a tile needs (its taps reach about
-10 low-resolution pixels for ratios 2 to 8), added to the model's margin."""
-
-
 def tile_sizes(tile: int, margin: int, ratio: int) -> tuple[int, int]:
     """Core and margin in low-resolution pixels from guide pixels (core a multiple of 8)."""
     core = max(TILE_MULTIPLE, tile // ratio // TILE_MULTIPLE * TILE_MULTIPLE)
@@ -86,7 +90,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=None, help="a .pth from train.py (default: test.checkpoint)")
     parser.add_argument("--tile", type=int, default=512, help="tile core in guide pixels (default 512)")
     parser.add_argument("--margin", type=int, default=64, help="model context around each tile, guide pixels")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--adapt",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="fine-tune a copy of the model on this scene for STEPS steps first (adapt.* options)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out (and its weights) if it exists"
+    )
     return parser.parse_args(argv)
 
 
@@ -101,6 +114,13 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserInputError(f"--out {out} must be a .tif file (GeoTIFF)")
     if args.tile < 1 or args.margin < 0:
         raise UserInputError("--tile must be positive and --margin 0 or more (guide pixels)")
+    adapted = adapted_path(out)
+    if args.adapt < 0:
+        raise UserInputError(f"--adapt must be 0 (no adaptation) or a number of steps, got {args.adapt}")
+    if args.adapt and adapted.exists() and not args.overwrite:
+        raise UserInputError(
+            f"{adapted} (the adapted weights) exists: choose another --out or pass --overwrite"
+        )
     if args.checkpoint is not None:
         options.test.checkpoint = args.checkpoint
     device = select_device(options.device)
@@ -110,6 +130,12 @@ def main(argv: list[str] | None = None) -> dict:
     scale = options.data.scale
     ratio = record["ratio"]
     core, margin = tile_sizes(args.tile, args.margin, ratio)
+    if args.adapt:
+        torch.manual_seed(options.seed)
+        report = adapt(model, lr, guide, ratio, options, args.adapt, device)
+        state = {"model": model.state_dict(), "model_record": record, "adapted_from": str(path)}
+        save_atomic({**state, "adapt": report, "adapt_options": dump_options(options)}, adapted)
+        print(f"wrote the adapted weights {adapted}")
     shape = (lr.shape[0], *guide.shape[1:])
     out.parent.mkdir(parents=True, exist_ok=True)
     fused = tifffile.memmap(
@@ -128,7 +154,13 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.perf_counter() - start
     del fused
     print(f"wrote {out} ({shape[0]} x {shape[1]} x {shape[2]}) in {seconds:.1f} s from {path}")
-    return {"out": str(out), "seconds": seconds, "checkpoint": str(path)}
+    result = {"out": str(out), "seconds": seconds, "checkpoint": str(path)}
+    return {**result, "adapted": str(adapted)} if args.adapt else result
+
+
+def adapted_path(out: Path) -> Path:
+    """Where ``--adapt`` saves the adapted weights: beside ``out``, ``fused.tif`` -> ``fused.adapted.pth``."""
+    return out.with_suffix(".adapted.pth")
 
 
 if __name__ == "__main__":

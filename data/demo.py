@@ -8,6 +8,10 @@ them afterwards unless the options changed.
 - 'landsat8': Landsat-8 OLI, MS B1-B7 (30 m) sharpened by the PAN B8 (15 m), ratio 2,
   pixel-is-point grids (the PAN is resampled by half a pixel, see :mod:`data.scene`),
   layout pancollection, scale 32767 (the data stay below 2^15; the L1 product is 16-bit).
+- 'landsat8_fullres': the same scene, split and files (named ``*_landsat8_fullres*``) plus
+  ``train_landsat8_fullres_OrigScale.h5`` and ``valid_landsat8_fullres_OrigScale.h5``: the training
+  and validation regions at native resolution (32 x 32 MS pixels, PAN 64 x 64, no gt), for
+  training with the full-resolution losses (options/fullres_landsat8.yml).
 - 'sentinel2': Sentinel-2 L1C, the 20 m bands B05, B06, B07, B8A, B11, B12 sharpened by the
   four 10 m bands B02, B03, B04, B08, ratio 2, layout hyperspectral (GT, LRHSI, HSI_up, RGB
   with the 4-band guide in 'RGB'), scale 8191 (reflectance x 10000, below 2^13 here).
@@ -41,6 +45,7 @@ class Demo:
     pan: tuple[str, ...]
     test_region: Rect
     scale: float
+    full_train: bool = False  # also full-resolution training and validation files
 
     def config(self, root: Path, name: str) -> PrepareConfig:
         """The :class:`PrepareConfig` that builds this demo's files in ``root``."""
@@ -51,12 +56,14 @@ class Demo:
             name=name,
             test_region=self.test_region,
             scale=self.scale,
+            full_train=self.full_train,
             **COMMON,
         )
 
 
 DEMOS: dict[str, Demo] = {
     "landsat8": Demo(("l8_ms.tif",), ("l8_pan.tif",), Rect(64, 320, 64, 256), 32767),
+    "landsat8_fullres": Demo(("l8_ms.tif",), ("l8_pan.tif",), Rect(64, 320, 64, 256), 32767, True),
     "sentinel2": Demo(("s2_20m.tif",), ("s2_10m.tif",), Rect(128, 128, 128, 128), 8191),
 }
 
@@ -75,7 +82,8 @@ def _up_to_date(paths: dict[str, Path], command: str) -> bool:
 def ensure_demo(name: str, root: str | Path = DEMO_ROOT, force: bool = False) -> dict[str, Path]:
     """Build demo ``name``'s HDF5 files in ``root`` unless they exist; return their paths.
 
-    Returns {'train', 'valid', 'test_reduced', 'test_full'} -> Path. The files are written to
+    Returns {'train', 'valid', 'test_reduced', 'test_full'} (and 'train_full', 'valid_full'
+    for a demo with full-resolution training files) -> Path. The files are written to
     temporary names and renamed, so an interrupted or concurrent build leaves no half file.
     """
     if name not in DEMOS:
@@ -89,7 +97,7 @@ def ensure_demo(name: str, root: str | Path = DEMO_ROOT, force: bool = False) ->
             "(see datasets/demo/README.md)"
         )
     config = demo.config(root, name)
-    paths = output_paths(root, name, full=True)
+    paths = output_paths(root, name, full=True, full_train=demo.full_train)
     if not force and _up_to_date(paths, config.command_line()):
         return paths
     config.force = True

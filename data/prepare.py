@@ -3,7 +3,9 @@
 The files mirror the public collections (see docs/datasets.md): ``DIR/train_NAME.h5``,
 ``valid_NAME.h5``, ``test_NAME_multiExm1.h5`` (reduced resolution, with ground truth) and
 ``test_NAME_OrigScale_multiExm1.h5`` (full resolution, no ground truth), arrays N x C x H x W
-float64 at digital-number scale (divide by the ``scale`` attribute to get [0, 1]).
+float64 at digital-number scale (divide by the ``scale`` attribute to get [0, 1]). With
+``--full-train`` also ``train_NAME_OrigScale.h5`` and ``valid_NAME_OrigScale.h5``: the training
+and validation regions at native resolution (no ground truth), for the full-resolution losses.
 
 Reduced resolution follows Wald's protocol: gt = an MS crop, (ms, guide) =
 ``wald_protocol(gt, PAN crop)``, lms = ``upsample(ms)``. Full resolution: ms = the MS crop,
@@ -45,6 +47,7 @@ from data.samples import (
     Scene,
     concat_samples,
     region_samples,
+    region_samples_full,
     test_samples,
     write_h5,
 )
@@ -92,6 +95,7 @@ class PrepareConfig:
     grid: str = "auto"
     scale: str | float = "auto"
     layout: str = "auto"
+    full_train: bool = False  # also full-resolution training and validation files
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -132,6 +136,7 @@ class PrepareConfig:
             flags += ["--test-region", joined(self.test_region)]
         flags += ["--scale", str(self.scale), "--layout", self.layout]
         flags += ["--out", str(self.out), "--name", self.name]
+        flags += ["--full-train"] if self.full_train else []
         return flags + (["--force"] if self.force else [])
 
     def command_line(self) -> str:
@@ -200,8 +205,9 @@ def choose_scale(scene: Scene, scale: str | float) -> float:
     return 2 ** max(1, math.ceil(math.log2(top + 1.0))) - 1
 
 
-def output_paths(out: Path, name: str, full: bool) -> dict[str, Path]:
-    """The file names of the public collections for dataset ``name``."""
+def output_paths(out: Path, name: str, full: bool, full_train: bool = False) -> dict[str, Path]:
+    """The file names of the public collections for dataset ``name`` (``full``: the
+    full-resolution test file; ``full_train``: full-resolution training and validation files)."""
     if not name or any(ch in name for ch in "/\\") or name.startswith("."):
         raise UserInputError(f"--name must be a plain name such as 'landsat8', got '{name}'")
     paths = {
@@ -211,6 +217,9 @@ def output_paths(out: Path, name: str, full: bool) -> dict[str, Path]:
     }
     if full:
         paths["test_full"] = out / f"test_{name}_OrigScale_multiExm1.h5"
+    if full_train:
+        paths["train_full"] = out / f"train_{name}_OrigScale.h5"
+        paths["valid_full"] = out / f"valid_{name}_OrigScale.h5"
     return paths
 
 
@@ -259,11 +268,15 @@ def build_splits(
     steps = tqdm(total=len(train) + 2, desc="prepare", disable=not progress, file=sys.stdout)
     splits = {}
     for split, rects in (("train", train), ("valid", [valid])):
-        parts = []
+        parts, native = [], []
         for rect in rects:
             parts.append(region_samples(scene, protocol, rect, config.patch, config.stride, config.degrade))
+            if config.full_train:
+                native.append(region_samples_full(scene, protocol, rect, config.patch, config.stride))
             steps.update()
         splits[split] = concat_samples(parts)
+        if native:
+            splits[f"{split}_full"] = concat_samples(native)
     reduced, full, origins = test_samples(scene, protocol, test, config.test_size)
     splits["test_reduced"] = (reduced, origins)
     if full is not None:
@@ -290,7 +303,11 @@ def prepare(config: PrepareConfig, progress: bool = True) -> dict[str, Path]:
     """Build the files described by ``config``; return their paths by split (train, valid,
     test_reduced and, with a real guide, test_full)."""
     scene = load_scene(config)
-    paths = output_paths(Path(config.out), config.name, scene.guide is not None)
+    if config.full_train and scene.guide is None:
+        raise UserInputError(
+            "--full-train needs a real guide (--pan): a synthesised guide has no full resolution"
+        )
+    paths = output_paths(Path(config.out), config.name, scene.guide is not None, config.full_train)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not config.force:
         raise UserInputError(f"{existing[0]} exists: pass --force to overwrite, or another --name")
@@ -412,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--name", required=True, help="dataset name in the file names")
+    p.add_argument(
+        "--full-train",
+        action="store_true",
+        help="also write train_NAME_OrigScale.h5 and valid_NAME_OrigScale.h5: the training and "
+        "validation regions at native resolution, no gt (for the full-resolution losses)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -447,6 +470,7 @@ def parse_args(argv: list[str]) -> tuple[PrepareConfig, bool]:
         grid=args.grid,
         scale=scale,
         layout=args.layout,
+        full_train=args.full_train,
         force=args.force,
     )
     return config, args.quiet

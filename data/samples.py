@@ -102,6 +102,21 @@ def region_samples(
     return patches, origins
 
 
+def region_samples_full(scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int):
+    """Native-resolution patches of one region (no gt): lr ``patch`` x ``patch`` MS pixels, up and
+    guide ``ratio`` times larger, ``up`` interpolated over the region as a whole: (fields, origins)."""
+    area = used_extent(rect, patch, stride)
+    fields = protocol.full(*crop_scene(scene, area))
+    r = scene.ratio
+    patches = {
+        key: extract_patches(value, patch, stride)
+        if key == "lr"
+        else extract_patches(value, patch * r, stride * r)
+        for key, value in fields.items()
+    }
+    return patches, grid_origins(area, patch, stride)
+
+
 def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
     """Test tiles (size x size MS pixels) of ``rect``: (reduced fields, full fields, origins).
 

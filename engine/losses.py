@@ -4,7 +4,9 @@
 ``1.0 * L1 + 0.1 * SAM``. Every loss is called as ``loss(fused, batch)``: the fused image
 N x C x H x W (scaled data) and the training batch (``lr``, ``up``, ``guide`` and, in
 reduced-resolution files, ``gt``, all scaled data); its class attribute ``needs`` names the batch
-entries it reads, so that a loss that needs ``gt`` is refused for files without one.
+entries it reads, so that a loss that needs ``gt`` is refused for files without one. Keys of a
+term besides ``name`` and ``weight`` are the loss's options (``{name: SpatialConsistency,
+weight: 0.3, window: 4}``); a ``sensor`` option left out is the data's (``data.sensor``).
 
 Multi-scale supervision: a model may list ``auxiliary_outputs`` (BDPN: ``fused_half`` at ratio
 4, also ``fused_quarter`` at ratio 8), intermediate images that ``forward(lr, up, guide,
@@ -15,11 +17,14 @@ auxiliary=True)`` returns beside the fused one. A loss that needs such a name (`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
+from engine.consistency import infer_ratio, spatial_distance, spatial_window, spectral_distance
+from protocols.mtf import canonical_sensor, sensor_gains
 from protocols.resize import imresize_matlab
 from utils.errors import UserInputError
 from utils.registry import Registry
@@ -115,20 +120,104 @@ class QuarterScaleL1(ShrunkGtL1):
     entry, factor = "fused_quarter", 4
 
 
-class CompositeLoss(nn.Module):
-    """Weighted sum of registered losses; ``parts`` of the last call are kept for logging."""
+class FullResolutionLoss(nn.Module):
+    """A loss that needs no ``gt``, built on the MTF preset ``sensor`` (default: ``data.sensor``)
+    or on one Nyquist gain per band (``gains``); :meth:`check` tests the preset on the data."""
 
-    def __init__(self, terms: list[tuple[str, float]]):
+    def __init__(self, sensor: str = "none", gains: list[float] | None = None):
         super().__init__()
-        self.names = [name for name, _ in terms]
-        self.weights = [weight for _, weight in terms]
-        self.losses = nn.ModuleList(LOSSES.build(name) for name in self.names)
+        self.sensor = canonical_sensor(sensor)
+        self.gains = None if gains is None else [float(g) for g in gains]
+
+    def check(self, bands: int, ratio: int) -> None:
+        """Refuse a preset without a gain for each of ``bands`` bands (one line)."""
+        sensor_gains(self.sensor, bands, self.gains)
+
+
+@LOSSES.register(name="SpectralConsistency")
+class SpectralConsistencyLoss(FullResolutionLoss):
+    """Full-resolution spectral consistency (Z-PNN): mean |D(fused) - lr|, D = the MTF filter and
+    decimation of Wald's protocol (:func:`protocols.degrade.mtf_decimate`, the filters the data
+    and the metrics use). Zero exactly when the fused image degrades to ``lr``."""
+
+    needs = ("lr",)
+
+    def forward(self, fused: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        return spectral_distance(fused, batch["lr"], self.sensor, self.gains).to(fused.dtype)
+
+
+@LOSSES.register(name="SpatialConsistency")
+class SpatialConsistencyLoss(FullResolutionLoss):
+    """Full-resolution spatial consistency (Z-PNN): mean over bands and pixels of
+    1 - rho(fused_b, guide), rho the correlation coefficient on ``window`` x ``window`` boxes
+    (default 2 * ceil(ratio / 2)), counted only where it exceeds the threshold 1 - rho(up_b, guide
+    low-passed by band b's MTF) on ``threshold_window`` boxes (``threshold: false``: everywhere).
+    Zero when every fused band is an increasing affine function of the guide."""
+
+    needs = ("lr", "up", "guide")
+
+    def __init__(
+        self,
+        sensor: str = "none",
+        gains: list[float] | None = None,
+        window: int | None = None,
+        threshold_window: int = 16,
+        threshold: bool = True,
+    ):
+        super().__init__(sensor, gains)
+        for key, value in (("window", window), ("threshold_window", threshold_window)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+                raise UserInputError(
+                    f"loss SpatialConsistency: option '{key}' must be an integer >= 2, got {value!r}"
+                )
+        self.window, self.threshold_window = window, threshold_window if threshold else None
+
+    def forward(self, fused: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        ratio = infer_ratio(fused, batch["lr"])
+        window = self.window or spatial_window(ratio)
+        distance = spatial_distance(
+            fused, batch["up"], batch["guide"], ratio, window, self.threshold_window, self.sensor, self.gains
+        )
+        return distance.to(fused.dtype)
+
+
+def build_term(name: str, options: Mapping[str, object], defaults: Mapping[str, object]) -> nn.Module:
+    """Loss ``name`` with ``options``, plus each of ``defaults`` it takes that ``options`` lacks."""
+    parameters = inspect.signature(LOSSES.get(name)).parameters
+    filled = {k: v for k, v in defaults.items() if k in parameters and k not in options}
+    return LOSSES.build(name, **options, **filled)
+
+
+class CompositeLoss(nn.Module):
+    """Weighted sum of registered losses; ``parts`` of the last call are kept for logging.
+
+    terms: (name, weight) or (name, weight, options); ``defaults`` (e.g. ``{'sensor': 'WV3'}``)
+    fill the options a loss takes that its term does not set.
+    """
+
+    def __init__(self, terms: list[tuple], defaults: Mapping[str, object] | None = None):
+        super().__init__()
+        self.names = [term[0] for term in terms]
+        self.weights = [term[1] for term in terms]
+        self.losses = nn.ModuleList(
+            build_term(term[0], term[2] if len(term) > 2 else {}, defaults or {}) for term in terms
+        )
         self.parts: dict[str, float] = {}
 
     @property
     def needs(self) -> set[str]:
         """The batch entries any of the terms reads."""
         return {key for loss in self.losses for key in loss.needs}
+
+    def needing(self, key: str) -> list[str]:
+        """The names of the terms that read batch entry ``key``."""
+        return [n for n, loss in zip(self.names, self.losses, strict=True) if key in loss.needs]
+
+    def check(self, bands: int, ratio: int) -> None:
+        """Refuse, in one line, a term that cannot work on data of ``bands`` bands at ``ratio``."""
+        for loss in self.losses:
+            if hasattr(loss, "check"):
+                loss.check(bands, ratio)
 
     def forward(self, fused: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
         values = [loss(fused, batch) for loss in self.losses]

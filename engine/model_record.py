@@ -6,6 +6,7 @@ import inspect
 
 from torch import nn
 
+from engine.checkpoint import load_checkpoint, load_model_weights
 from engine.options import Options, model_kwargs
 from models import MODELS
 from utils.errors import UserInputError
@@ -110,3 +111,49 @@ def check_against_record(data, record: dict, path: str, what: str) -> None:
                 f"{what} file '{path}' has {label} {getattr(data, attr)} but the model is built for "
                 f"{record[attr]}: use files of the same sensor and ratio as the training data"
             )
+
+
+SIZING = ("lr_channels", "guide_channels", "ratio")
+
+
+def model_options(record: dict) -> dict:
+    """Every constructor option of the record's model: the signature defaults, then the record's."""
+    parameters = inspect.signature(MODELS.get(record["name"])).parameters
+    defaults = {
+        k: p.default
+        for k, p in parameters.items()
+        if k not in SIZING and p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, **record_kwargs(record)}
+
+
+def record_differences(stored: dict, record: dict) -> list[str]:
+    """``['model.hidden 4 -> 8', 'ratio 4 -> 2']``: what differs from ``stored`` to ``record``."""
+    if stored.get("name") != record["name"] or not isinstance(stored.get("kwargs"), dict):
+        return [f"model.name {stored.get('name')} -> {record['name']}"]
+    changed = [f"{k} {stored.get(k)} -> {record[k]}" for k in SIZING if stored.get(k) != record[k]]
+    theirs, ours = model_options(stored), model_options(record)
+    keys = sorted(set(theirs) | set(ours))
+    return changed + [
+        f"model.{k} {theirs.get(k)!r} -> {ours.get(k)!r}" for k in keys if theirs.get(k) != ours.get(k)
+    ]
+
+
+def load_initial_weights(model: nn.Module, record: dict, path: str) -> None:
+    """``train.init_from``: load the weights of checkpoint ``path`` (only them) into ``model``,
+    whose record must be the checkpoint's (name, options, band counts, ratio), else one line."""
+    state = load_checkpoint(path)
+    stored = state.get("model_record")
+    if not isinstance(stored, dict):
+        raise UserInputError(
+            f"train.init_from '{path}' has no model record (not written by train.py): "
+            "load released weights with models.state_dicts.load_reference_checkpoint instead"
+        )
+    differences = record_differences(stored, record)
+    if differences:
+        raise UserInputError(
+            f"train.init_from '{path}' holds another model than the options build "
+            f"(checkpoint -> options: {'; '.join(differences[:4])}): set the model options and data "
+            "to the checkpoint's, or train from scratch (train.init_from: null)"
+        )
+    load_model_weights(model, state, path)

@@ -9,16 +9,19 @@ message naming the key (and the closest valid key).
 from __future__ import annotations
 
 import argparse
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from data.datasets import DATASETS
+from engine.losses import LOSSES
 from metrics.report import FULL_KEYS, REDUCED_KEYS
 from protocols.mtf import canonical_sensor
 from utils.errors import UserInputError
+from utils.registry import suggest
 from utils.schema import from_dict, set_path, to_dict
 
 
@@ -29,8 +32,9 @@ class DataOptions:
     scale: float  # digital-number scale the files are divided by (2047 for WV3, 1023 for GF2)
     root: str | None = None  # folder that relative file names below are resolved against
     type: str = "FusionH5Dataset"  # a registered dataset class (data.datasets.DATASETS)
-    train: str | None = None  # training file (reduced resolution, with gt)
-    valid: str | None = None  # validation file (with gt)
+    train: str | None = None  # training file (with gt; without: full-resolution losses only)
+    valid: str | None = None  # validation file (with gt): SAM, ERGAS, Q2n, PSNR
+    valid_full: str | None = None  # full-resolution validation file (no gt): D_lambda, D_s, QNR, HQNR
     test_reduced: list[str] = field(default_factory=list)  # reduced-resolution test files
     test_full: list[str] = field(default_factory=list)  # full-resolution test files (no gt)
     layout: Literal["auto", "pancollection", "hyperpan", "hyperspectral"] = "auto"
@@ -67,8 +71,27 @@ class DataOptions:
 
 @dataclass
 class LossTerm:
-    name: str = "L1"  # a registered loss (L1, MSE, Charbonnier, SAM)
+    """One weighted loss term; its other keys are the loss's options, e.g.
+    ``{name: SpatialConsistency, weight: 0.3, window: 4}`` (a ``sensor`` left out is data.sensor)."""
+
+    EXTRA_KEYS: ClassVar[str] = "options"
+    name: str = "L1"  # a registered loss (L1, MSE, Charbonnier, SAM, SpectralConsistency, ...)
     weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)  # the keys besides name and weight
+
+    def check(self) -> None:
+        parameters = inspect.signature(LOSSES.get(self.name)).parameters.values()
+        accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in self.options:
+            if key not in accepted:
+                raise UserInputError(
+                    f"unknown option '{key}' of loss {self.name}{suggest(str(key), accepted)}; "
+                    f"it takes: {', '.join(accepted) or 'no options (name and weight only)'}"
+                )
+
+    def spec(self) -> tuple[str, float, dict[str, Any]]:
+        """(name, weight, options) as :class:`engine.losses.CompositeLoss` takes a term."""
+        return self.name, self.weight, dict(self.options)
 
 
 @dataclass
@@ -111,6 +134,7 @@ class TrainOptions:
     # bf16 natively: GPUs, CPUs with AMX or AVX-512 BF16; float32 elsewhere) or none
     amp: Literal["none", "auto", "bf16", "fp16"] = "none"
     resume: str = "auto"  # auto (latest checkpoint of this run name), none, or a checkpoint path
+    init_from: str | None = None  # start from these weights (same model record), fresh optimizer, step 0
     log_every: int = 10  # iterations between logged training losses
     save_every: int = 200  # iterations between 'latest' checkpoints (also at each validation)
 
@@ -132,7 +156,9 @@ class TrainOptions:
 class ValOptions:
     every: int = 1  # validate every N epochs (or N iterations when 'unit' is iteration)
     unit: Literal["epoch", "iteration"] = "epoch"
-    metric: Literal["SAM", "ERGAS", "Q2n", "PSNR"] = "SAM"  # the best checkpoint's metric
+    # the best checkpoint's metric: SAM, ERGAS, Q2n, PSNR (data.valid) or D_lambda, D_s, QNR,
+    # HQNR (data.valid_full)
+    metric: Literal["SAM", "ERGAS", "Q2n", "PSNR", "D_lambda", "D_s", "QNR", "HQNR"] = "SAM"
     dim_cut: int = 0  # border cut for validation indices (patches are small)
     images: int = 2  # validation images shown in TensorBoard
 
@@ -152,6 +178,35 @@ class TestOptions:
     def check(self) -> None:
         if self.batch_size < 1 or self.dim_cut < 0:
             raise UserInputError("options 'test.batch_size' must be >= 1 and 'test.dim_cut' >= 0")
+
+
+def full_resolution_losses() -> list[LossTerm]:
+    """The default full-resolution loss: spectral + 0.36 spatial consistency (Z-PNN's WV3 weight)."""
+    return [LossTerm("SpectralConsistency", 1.0), LossTerm("SpatialConsistency", 0.36)]
+
+
+@dataclass
+class AdaptOptions:
+    """``predict.py --adapt STEPS``: fine-tuning a copy of the checkpoint on the scene it fuses."""
+
+    loss: list[LossTerm] = field(default_factory=full_resolution_losses)  # needs no gt
+    lr: float = 1e-5  # Adam learning rate (Z-PNN's for WV3)
+    crop: int = 128  # crop side in guide pixels (the scene, if smaller)
+    batch_size: int = 4  # crops per step (one when a crop covers the scene)
+
+    def check(self) -> None:
+        if not 0 < self.lr < 1:
+            raise UserInputError(
+                f"option 'adapt.lr' must be in (0, 1), got {self.lr} (typical: 1e-5 to 1e-4)"
+            )
+        if self.crop < 16 or self.batch_size < 1:
+            raise UserInputError(
+                "options 'adapt.crop' must be >= 16 (guide pixels) and 'adapt.batch_size' >= 1"
+            )
+        if not self.loss:
+            raise UserInputError(
+                "option 'adapt.loss' needs at least one term, e.g. [{name: SpectralConsistency}]"
+            )
 
 
 @dataclass
@@ -208,6 +263,7 @@ class Options:
     val: ValOptions = field(default_factory=ValOptions)
     test: TestOptions = field(default_factory=TestOptions)
     compare: CompareOptions = field(default_factory=CompareOptions)
+    adapt: AdaptOptions = field(default_factory=AdaptOptions)
     seed: int = 42
     device: str = "auto"  # auto, cpu, cuda, cuda:1
     deterministic: bool = False  # deterministic kernels (exact resume on GPU)

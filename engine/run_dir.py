@@ -191,6 +191,7 @@ NOT_TRAINING = {
     "device",
     "demo",
     "test",
+    "adapt",
     "data.root",
     "data.test_reduced",
     "data.test_full",
@@ -206,6 +207,8 @@ def training_signature(options: Options) -> dict[str, object]:
     tree = to_dict(options)
     tree["data"]["train"] = options.data.resolve(options.data.train) if options.data.train else None
     tree["data"]["valid"] = options.data.resolve(options.data.valid) if options.data.valid else None
+    full = options.data.valid_full
+    tree["data"]["valid_full"] = options.data.resolve(full) if full else None
     flat: dict[str, object] = {}
 
     def walk(node: object, prefix: str) -> None:

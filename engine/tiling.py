@@ -22,6 +22,9 @@ from protocols.resize import upsample
 from utils.errors import UserInputError
 
 TILE_MULTIPLE = 8
+UPSAMPLING_MARGIN = 12
+"""Low-resolution pixels of context the 23-tap upsampling of a tile needs (its taps reach about
+10 low-resolution pixels for ratios 2 to 8), added to the model's margin."""
 
 
 def symmetric_index(start: int, stop: int, size: int) -> np.ndarray:

@@ -20,13 +20,14 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from data.datasets import check_compatible, check_min_size
+from data.datasets import check_min_size
 from engine.checkpoint import load_checkpoint, load_model_weights, save_atomic
 from engine.distributed import World, barrier, gather_lists, mean_across
 from engine.evaluation import Scores, evaluate, fuse, to_device
 from engine.losses import CompositeLoss, auxiliary_needs
-from engine.model_record import build_from_record, check_resumable, model_record
+from engine.model_record import build_from_record, check_resumable, load_initial_weights, model_record
 from engine.options import Options
+from engine.training_files import open_training_file, open_validation_files, summary
 from engine.training_parts import (
     EpochBatchSampler,
     augment_batch,
@@ -41,6 +42,7 @@ from engine.visualize import default_rgb_bands, error_scale, validation_figure
 from metrics.report import HIGHER_IS_BETTER
 from utils.errors import UserInputError
 
+HISTORY_KEYS = ("SAM", "ERGAS", "Q2n", "PSNR", "D_lambda", "D_s", "QNR", "HQNR")
 AMP_NAMES = {"none": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}
 
 
@@ -57,23 +59,17 @@ class Trainer:
         self.run_dir: Path | None = None  # the run folder fit() trains into
         self.world = world = world or World()
         self.device = select_device(options.device)
-        data = options.data
-        if data.train is None:
-            raise UserInputError("option 'data.train' is required for training: give the training HDF5 file")
-        self.train_set = data.dataset(data.resolve(data.train), ratio=data.ratio, require_gt=True)
+        terms = [term.spec() for term in options.train.loss]
+        self.loss = CompositeLoss(terms, defaults={"sensor": options.data.sensor})
+        self.train_set = open_training_file(options, self.loss)  # without gt if no loss needs it
         self.record = model_record(options, self.train_set)
-        self.valid_set = None
-        if data.valid is not None:
-            self.valid_set = data.dataset(
-                data.resolve(data.valid),
-                ratio=self.train_set.ratio,
-                require_gt=True,
-                max_samples=data.max_valid_samples,
-            )
-            check_compatible(self.train_set, self.valid_set, "validation file")
+        self.valid_sets = open_validation_files(options, self.train_set)  # 'reduced' and/or 'full'
         if options.train.patch_size is not None:
             check_min_size(self.train_set, options.train.patch_size)
         self.net = build_from_record(self.record).to(self.device)  # what checkpoints hold
+        self.auxiliary = auxiliary_needs(self.loss, self.net, self.record["name"])  # outputs it reads
+        if options.train.init_from is not None:  # weights only: optimizer and step start afresh
+            load_initial_weights(self.net, self.record, options.train.init_from)
         self.model = self.net  # what training calls: the DDP wrapper under torchrun
         if world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -92,8 +88,6 @@ class Trainer:
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         by_epochs = opts.epochs is not None
         self.total_steps = opts.epochs * self.steps_per_epoch if by_epochs else opts.iterations
-        self.loss = CompositeLoss([(t.name, t.weight) for t in opts.loss])
-        self.auxiliary = auxiliary_needs(self.loss, self.net, self.record["name"])  # outputs it reads
         self.optimizer = build_optimizer(self.net.parameters(), opts.optimizer)
         self.scaler = grad_scaler(self.device, opts.amp)  # loss scaling for fp16; a no-op otherwise
         unit = self.steps_per_epoch if by_epochs else 1
@@ -238,7 +232,7 @@ class Trainer:
             f"precision {AMP_NAMES[resolve_amp(self.device, self.options.train.amp)]}"
             + (f", {self.world.size} processes" if self.world.distributed else "")
         )
-        if self.valid_set is not None and self.step == 0:
+        if self.valid_sets and self.step == 0:
             self.log_baseline()
         # closed (ending its line) also on errors, so that an error message starts a line
         with tqdm(
@@ -264,7 +258,7 @@ class Trainer:
                 if self.step % self.options.train.log_every == 0 and window:
                     self.log_training(sum(window) / len(window), lr)
                     window.clear()
-                validate_now = self.valid_set is not None and (
+                validate_now = bool(self.valid_sets) and (
                     self.step % self.val_every_steps == 0 or self.step == self.total_steps
                 )
                 if validate_now:
@@ -288,32 +282,37 @@ class Trainer:
         self.log.debug(f"step {self.step} loss {loss:.6g} lr {lr:.3g}")
 
     def score_validation(self, model: torch.nn.Module | None, on_batch=None) -> Scores:
-        """Indices of ``model`` (None: the upsampled input ``up``) on the validation file.
+        """Indices of ``model`` (None: the upsampled input ``up``) on the validation files:
+        SAM, ERGAS, ... on ``data.valid``, D_lambda, D_s, QNR, ... on ``data.valid_full``.
 
         Under torchrun each rank scores every ``world``-th image; the per-image values are then
         gathered so that every rank holds the indices of the whole file.
         """
-        part = self.valid_set
-        if self.world.distributed:
-            part = Subset(self.valid_set, range(self.world.rank, len(self.valid_set), self.world.size))
-        loader = DataLoader(
-            part,
-            batch_size=self.options.train.batch_size,
-            num_workers=self.options.data.num_workers,
-        )
-        scores = evaluate(
-            model,
-            loader,
-            self.device,
-            self.options.data.scale,
-            self.train_set.ratio,
-            dim_cut=self.options.val.dim_cut,
-            sensor=self.options.data.sensor,
-            on_batch=on_batch,
-        )
-        if self.world.distributed:
-            scores.values = {k: gather_lists(v, self.world) for k, v in scores.values.items()}
-            scores.seconds = gather_lists(scores.seconds, self.world)
+        scores = Scores()
+        for dataset in self.valid_sets.values():
+            part = dataset
+            if self.world.distributed:
+                part = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
+            loader = DataLoader(
+                part,
+                batch_size=self.options.train.batch_size,
+                num_workers=self.options.data.num_workers,
+            )
+            scored = evaluate(
+                model,
+                loader,
+                self.device,
+                self.options.data.scale,
+                self.train_set.ratio,
+                dim_cut=self.options.val.dim_cut,
+                sensor=self.options.data.sensor,
+                on_batch=on_batch,
+            )
+            if self.world.distributed:
+                scored.values = {k: gather_lists(v, self.world) for k, v in scored.values.items()}
+                scored.seconds = gather_lists(scored.seconds, self.world)
+            scores.values.update(scored.values)
+            scores.seconds.extend(scored.seconds)
         return scores
 
     def log_baseline(self) -> None:
@@ -327,7 +326,7 @@ class Trainer:
 
         def keep(batch: dict, fused: torch.Tensor) -> None:
             room = self.options.val.images - sum(f.shape[0] for _, f in kept)
-            if room > 0:
+            if room > 0 and "gt" in batch:  # the figures show the error to the reference
                 part = {k: v[:room].cpu() for k, v in batch.items() if torch.is_tensor(v)}
                 kept.append((part, fused[:room].cpu()))
 
@@ -339,7 +338,7 @@ class Trainer:
         improved = math.isnan(self.best["value"]) or sign * value < sign * self.best["value"]
         if improved:
             self.best = {"value": value, "step": self.step}
-        self.history.append({"step": self.step, **{k: means[k] for k in ("SAM", "ERGAS", "Q2n", "PSNR")}})
+        self.history.append({"step": self.step, **{k: means[k] for k in HISTORY_KEYS if k in means}})
         self.log.info(f"step {self.step}: validation {summary(means)}" + (" (best)" if improved else ""))
         if self.writer is not None:
             for key, mean in means.items():
@@ -385,13 +384,6 @@ class Trainer:
         writer = self.writer.file_writer
         for summary_proto in hparams(options, metrics):
             writer.add_summary(summary_proto)
-
-
-def summary(means: dict[str, float]) -> str:
-    """``SAM 1.2345 ERGAS 1.2345 Q2n 0.9123 PSNR 35.12`` for log lines."""
-    return (
-        f"SAM {means['SAM']:.4f} ERGAS {means['ERGAS']:.4f} Q2n {means['Q2n']:.4f} PSNR {means['PSNR']:.2f}"
-    )
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -131,6 +131,26 @@ def decimate(x: torch.Tensor, ratio: int) -> torch.Tensor:
     return x[..., start::ratio, start::ratio].contiguous()
 
 
+def mtf_decimate(
+    ms: torch.Tensor, ratio: int, sensor: str = "none", gains: Sequence[float] | None = None
+) -> torch.Tensor:
+    """The MS half of :func:`wald_protocol`: every band filtered with the sensor's MTF-matched
+    kernel (replicate padding) and decimated by ``ratio`` (samples at ``ratio // 2 + ratio * j``).
+
+    ms: N x C x H x W (H, W divisible by ratio) -> N x C x H/r x W/r; differentiable (real FFTs),
+    dtype and device kept. ``sensor`` / ``gains`` as in :func:`protocols.mtf.sensor_kernel`.
+    """
+    check_image(ms, "ms")
+    ratio = check_int(ratio, "ratio", 1)
+    if ms.shape[-2] % ratio or ms.shape[-1] % ratio:
+        raise UserInputError(
+            f"ms size {tuple(ms.shape[-2:])} is not divisible by ratio {ratio}: crop it to a "
+            f"multiple of {ratio}"
+        )
+    kernel = sensor_kernel(sensor, ratio, ms.shape[1], gains)
+    return _correlate(ms, kernel, ratio, ratio // 2)
+
+
 def _check_pair(ms: torch.Tensor, pan: torch.Tensor, ratio: int) -> None:
     """Check an MS/PAN pair: same batch, PAN as large as the MS or ``ratio`` times larger,
     both sizes divisible by ``ratio``."""
@@ -173,8 +193,7 @@ def wald_protocol(
     _check_pair(ms, pan, ratio)
     if pan_mode not in PAN_MODES:
         raise UserInputError(f"unknown pan_mode '{pan_mode}'{suggest(pan_mode, PAN_MODES)}; use {PAN_MODES}")
-    kernel = sensor_kernel(sensor, ratio, ms.shape[1], ms_gains)
-    ms_lr = _correlate(ms, kernel, ratio, ratio // 2)
+    ms_lr = mtf_decimate(ms, ratio, sensor, ms_gains)
     if pan_mode == "imresize":
         return ms_lr, imresize_matlab(pan, 1.0 / ratio)
     return ms_lr, _correlate(pan, pan_kernel(sensor, ratio), ratio, ratio // 2)

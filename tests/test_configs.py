@@ -16,8 +16,11 @@ FIXTURES = ROOT / "tests" / "data"
 ALL_OPTION_FILES = sorted((ROOT / "options").glob("*.yml"))
 # the shipped demos' own RAMSF recipes (option.yml is the main one)
 SHOWCASES = [ROOT / "options" / f"{n}.yml" for n in ("landsat8_long", "landsat8_shipped", "sentinel2_demo")]
+FULLRES = [p for p in ALL_OPTION_FILES if p.stem.startswith("fullres_")]  # trained without gt
 PRESETS = [  # the paper's recipe for each public dataset
-    p for p in ALL_OPTION_FILES if not p.stem.startswith(("demo_", "compare_")) and p not in SHOWCASES
+    p
+    for p in ALL_OPTION_FILES
+    if not p.stem.startswith(("demo_", "compare_", "fullres_")) and p not in SHOWCASES
 ]
 DEMO_PEERS = [p for p in ALL_OPTION_FILES if p.stem.startswith("demo_")]
 NARROW = ["model.width=8", "model.guide_width=8", "model.mlp_hidden=[8,8]", "model.stage1_width=4"]
@@ -104,3 +107,34 @@ def test_preset_trains_and_tests_on_its_layout(path, tmp_path):
     results = load_script("test").main(argv)
     scored = results["files"][str(FIXTURES / train_file)]["methods"][options.model["name"]]["mean"]
     assert 0 <= scored["SAM"] < 90 and scored["ERGAS"] > 0
+
+
+@pytest.mark.parametrize("path", FULLRES, ids=lambda p: p.stem)
+def test_fullres_preset_trains_without_gt_on_the_full_resolution_fixture(path, tmp_path):
+    """A full-resolution preset: losses that need no gt, the best checkpoint by a full-resolution
+    index; it trains on the gt-less fixture (validated at both resolutions) and tests."""
+    options = load_options(path)
+    assert options.demo == "landsat8_fullres" and options.data.valid_full is not None
+    assert options.val.metric in ("D_lambda", "D_s", "QNR", "HQNR")
+    full, reduced = "pancollection/test_wv3_OrigScale_tiny.h5", "pancollection/train_wv3_tiny.h5"
+    overrides = [
+        f"log_root={tmp_path}",
+        f"data.root={FIXTURES}",
+        f"data.train={full}",
+        f"data.valid={reduced}",
+        f"data.valid_full={full}",
+        f"data.test_reduced=[{reduced}]",
+        f"data.test_full=[{full}]",
+        "data.scale=2047",
+        "train.iterations=2",
+        "train.batch_size=2",
+        "val.every=2",
+        "demo=null",
+        *(NARROW if options.model["name"] == "RAMSF" else []),
+    ]
+    argv = ["--option_path", str(path), *[a for o in overrides for a in ("--set", o)]]
+    metrics = load_script("train").main(argv)
+    assert metrics["step"] == 2 and 0 < metrics[options.val.metric] <= 1
+    results = load_script("test").main(argv)
+    scored = results["files"][str(FIXTURES / full)]["methods"][options.model["name"]]["mean"]
+    assert 0 < scored["QNR"] <= 1

@@ -333,3 +333,33 @@ def test_a_configuration_and_its_command_line_are_one(tmp_path):
     assert "--pan-weights 0.25,0.125,0.1234567891" in config.command_line()
     with pytest.raises(UserInputError, match="--gains must be comma-separated numbers"):
         parse_args([*config.argv(), "--gains", "0.3,x"])
+
+
+def test_full_train_writes_the_training_regions_at_native_resolution(tmp_path):
+    """``--full-train`` (the demo 'landsat8_fullres'): the four usual files, identical to the
+    demo's, plus the training and validation regions at native resolution without gt, patch for
+    patch at the origins of the reduced-resolution files, ms = the scene's own MS pixels."""
+    for name in ("l8_ms.tif", "l8_pan.tif"):
+        shutil.copy(DEMO_ROOT / name, tmp_path / name)
+    paths = ensure_demo("landsat8_fullres", root=tmp_path)
+    assert set(paths) == {"train", "valid", "test_reduced", "test_full", "train_full", "valid_full"}
+    assert "--full-train" in h5py.File(paths["train"], "r").attrs["command"]
+    for split in ("train", "valid"):
+        with h5py.File(paths[split], "r") as reduced, h5py.File(paths[f"{split}_full"], "r") as full:
+            assert "gt" not in full and full.attrs["split"] == f"{split}_full"
+            np.testing.assert_array_equal(full["origin"][()], reduced["origin"][()])
+            assert full["ms"].shape[2:] == (32, 32) and full["pan"].shape[2:] == full["lms"].shape[2:] == (
+                64,
+                64,
+            )
+            assert full["ms"].shape[0] == reduced["ms"].shape[0]
+            # the native MS patch is what Wald's protocol turned into the reduced patch's gt
+            np.testing.assert_array_equal(full["ms"][0][:, :32, :32], reduced["gt"][0])
+    from data.prepare import PrepareConfig, prepare
+
+    synthetic = PrepareConfig(
+        ms=[str(tmp_path / "l8_ms.tif")], out=str(tmp_path / "x"), name="x", pan_weights=[0.1] * 7, ratio=2
+    )
+    synthetic.full_train = True
+    with pytest.raises(UserInputError, match="--full-train needs a real guide"):
+        prepare(synthetic, progress=False)

@@ -93,22 +93,30 @@ def _type_error(value: Any, tp: Any, where: str) -> UserInputError:
 
 
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise UserInputError."""
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise UserInputError.
+
+    A dataclass whose class attribute ``EXTRA_KEYS`` names one of its dict fields takes keys it
+    does not declare into that field (its ``check`` then decides which it accepts).
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     prefix = f"{where}." if where else ""
-    for key in data:
-        if key not in fields:
-            raise UserInputError(
-                f"unknown option '{prefix}{key}'{suggest(str(key), fields)}; "
-                f"valid keys{' of ' + where if where else ''}: {', '.join(fields)}"
-            )
+    extra_field = getattr(cls, "EXTRA_KEYS", None)
+    extras = {key: value for key, value in data.items() if key not in fields}
+    if extras and extra_field is None:
+        key = next(iter(extras))
+        raise UserInputError(
+            f"unknown option '{prefix}{key}'{suggest(str(key), fields)}; "
+            f"valid keys{' of ' + where if where else ''}: {', '.join(fields)}"
+        )
     kwargs = {}
     for name, field in fields.items():
         if name in data:
             kwargs[name] = _convert(data[name], hints[name], prefix + name)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise UserInputError(f"option '{prefix}{name}' is required ({_type_name(hints[name])})")
+    if extras:
+        kwargs[extra_field] = {**kwargs.get(extra_field, {}), **extras}
     obj = cls(**kwargs)
     check = getattr(obj, "check", None)
     if check is not None:
@@ -119,7 +127,11 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
 def to_dict(obj: Any) -> Any:
     """Plain dict/list form of an option tree (for saving the resolved options as YAML)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        extra_field = getattr(obj, "EXTRA_KEYS", None)
+        tree = {
+            f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != extra_field
+        }
+        return {**tree, **to_dict(getattr(obj, extra_field))} if extra_field else tree
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
