@@ -272,7 +272,9 @@ def build_splits(
         for rect in rects:
             parts.append(region_samples(scene, protocol, rect, config.patch, config.stride, config.degrade))
             if config.full_train:
-                native.append(region_samples_full(scene, protocol, rect, config.patch, config.stride))
+                native.append(
+                    region_samples_full(scene, protocol, rect, config.patch, config.stride, config.degrade)
+                )
             steps.update()
         splits[split] = concat_samples(parts)
         if native:

@@ -102,19 +102,28 @@ def region_samples(
     return patches, origins
 
 
-def region_samples_full(scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int):
+def region_samples_full(
+    scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int, degrade: str = "patch"
+):
     """Native-resolution patches of one region (no gt): lr ``patch`` x ``patch`` MS pixels, up and
-    guide ``ratio`` times larger, ``up`` interpolated over the region as a whole: (fields, origins)."""
+    guide ``ratio`` times larger: (fields, origins). ``up`` is interpolated patch by patch
+    (degrade 'patch', as every full-resolution test tile) or over the region as a whole ('region')."""
     area = used_extent(rect, patch, stride)
-    fields = protocol.full(*crop_scene(scene, area))
+    origins = grid_origins(area, patch, stride)
+    ms, guide = crop_scene(scene, area)
     r = scene.ratio
+    if degrade == "patch":
+        return protocol.full(
+            extract_patches(ms, patch, stride), extract_patches(guide, r * patch, r * stride)
+        ), origins
+    fields = protocol.full(ms, guide)
     patches = {
         key: extract_patches(value, patch, stride)
         if key == "lr"
         else extract_patches(value, patch * r, stride * r)
         for key, value in fields.items()
     }
-    return patches, grid_origins(area, patch, stride)
+    return patches, origins
 
 
 def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
@@ -125,10 +134,7 @@ def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
     reduced, origins = region_samples(scene, protocol, rect, size, size, "patch")
     if scene.guide is None:
         return reduced, None, origins
-    area = used_extent(rect, size, size)
-    ms, guide = crop_scene(scene, area)
-    r = scene.ratio
-    full = protocol.full(extract_patches(ms, size, size), extract_patches(guide, r * size, r * size))
+    full, _ = region_samples_full(scene, protocol, rect, size, size, "patch")
     return reduced, full, origins
 
 
