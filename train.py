@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         logger = setup_logger(verbose=world.is_main)
         seed_everything(options.seed, options.deterministic)
         # every input (data, model, checkpoint) is checked before anything is written
-        trainer = Trainer(options, logger, world)
+        trainer = Trainer(options, logger, world, resume_path)  # a resume skips train.init_from
         if resume_path is not None:
             trainer.resume_from(resume_path)
         # rank 0 opens the run folder and tells the others, which write nothing there

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from utils.errors import UserInputError
+
 Dihedral = tuple[int, bool, bool]
 GROUPS = ("dihedral", "transpose")
 TRANSPOSE: Dihedral = (1, True, False)
@@ -43,7 +45,10 @@ def apply_dihedral(image: torch.Tensor, transform: Dihedral) -> torch.Tensor:
 
 def draw_transform(group: str, square: bool, generator: torch.Generator | None = None) -> Dihedral:
     """A transform of ``group`` ('dihedral': :func:`draw_dihedral`; 'transpose': the identity
-    or, for square images, the transpose, each with probability 1/2)."""
+    or, for square images, the transpose, each with probability 1/2; non-square images are left
+    as they are, the transpose would swap their H and W)."""
+    if group not in GROUPS:
+        raise UserInputError(f"augmentation group must be one of {', '.join(GROUPS)}, got '{group}'")
     if group == "dihedral":
         return draw_dihedral(square, generator)
     transpose = bool(torch.randint(2, (1,), generator=generator)) and square

@@ -45,6 +45,7 @@ from data.samples import (
     Fields,
     Protocol,
     Scene,
+    check_degrade,
     concat_samples,
     region_samples,
     region_samples_full,
@@ -101,8 +102,7 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.stride is None:
             self.stride = max(1, self.patch // 2)
-        if self.degrade not in DEGRADE_MODES:
-            raise UserInputError(f"degrade must be one of {', '.join(DEGRADE_MODES)}, got '{self.degrade}'")
+        check_degrade(self.degrade)
 
     def argv(self) -> list[str]:
         """The ``python -m data.prepare`` arguments that build the same files."""

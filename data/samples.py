@@ -16,6 +16,7 @@ import torch
 from data.split import Rect, extract_patches, grid_origins, used_extent
 from protocols.degrade import wald_protocol
 from protocols.resize import imresize_matlab, upsample
+from utils.errors import UserInputError
 
 Fields = dict[str, torch.Tensor]
 
@@ -75,6 +76,15 @@ DEGRADE_MODES = ("patch", "region")
 test tile; default), or 'region', each region as a whole before it is cut into patches."""
 
 
+def check_degrade(degrade: str) -> str:
+    """``degrade`` if it is one of DEGRADE_MODES, else a one-line UserInputError naming the option."""
+    if degrade not in DEGRADE_MODES:
+        raise UserInputError(
+            f"--degrade (PrepareConfig.degrade) must be one of {', '.join(DEGRADE_MODES)}, got '{degrade}'"
+        )
+    return degrade
+
+
 def region_samples(
     scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int, degrade: str = "patch"
 ):
@@ -88,7 +98,7 @@ def region_samples(
     origins = grid_origins(area, patch, stride)
     ms, guide = crop_scene(scene, area)
     r = scene.ratio
-    if degrade == "patch":
+    if check_degrade(degrade) == "patch":
         ms = extract_patches(ms, patch, stride)
         guide = None if guide is None else extract_patches(guide, r * patch, r * stride)
         return protocol.reduced(ms, guide), origins
@@ -112,7 +122,7 @@ def region_samples_full(
     origins = grid_origins(area, patch, stride)
     ms, guide = crop_scene(scene, area)
     r = scene.ratio
-    if degrade == "patch":
+    if check_degrade(degrade) == "patch":
         return protocol.full(
             extract_patches(ms, patch, stride), extract_patches(guide, r * patch, r * stride)
         ), origins

@@ -52,9 +52,14 @@ class TrainingDiverged(UserInputError):
 
 class Trainer:
     """Builds and checks everything from the options (writing nothing), optionally resumes from a
-    checkpoint (:meth:`resume_from`), then trains into an opened run folder (:meth:`fit`)."""
+    checkpoint (:meth:`resume_from`), then trains into an opened run folder (:meth:`fit`).
 
-    def __init__(self, options: Options, logger: logging.Logger, world: World | None = None):
+    resume: the checkpoint the run will resume from, if any: ``train.init_from`` is then not read
+    (the resumed weights replace it, and that file may be gone)."""
+
+    def __init__(
+        self, options: Options, logger: logging.Logger, world: World | None = None, resume: Path | None = None
+    ):
         self.options, self.log = options, logger
         self.run_dir: Path | None = None  # the run folder fit() trains into
         self.world = world = world or World()
@@ -68,7 +73,7 @@ class Trainer:
             check_min_size(self.train_set, options.train.patch_size)
         self.net = build_from_record(self.record).to(self.device)  # what checkpoints hold
         self.auxiliary = auxiliary_needs(self.loss, self.net, self.record["name"])  # outputs it reads
-        if options.train.init_from is not None:  # weights only: optimizer and step start afresh
+        if options.train.init_from is not None and resume is None:  # weights only, fresh optimizer
             load_initial_weights(self.net, self.record, options.train.init_from)
         self.model = self.net  # what training calls: the DDP wrapper under torchrun
         if world.distributed:

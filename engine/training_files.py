@@ -47,6 +47,11 @@ def open_validation_files(options: Options, train_set: FusionH5Dataset) -> dict[
                 f"validation file '{dataset.path}' has no ground truth (a full-resolution file): "
                 "give it as data.valid_full (scored by D_lambda, D_s, QNR, HQNR)"
             )
+        if kind == "full" and dataset.has_gt:
+            raise UserInputError(
+                f"validation file '{dataset.path}' has ground truth (a reduced-resolution file): give it "
+                "as data.valid, and a file without gt (data.prepare's *_OrigScale files) as data.valid_full"
+            )
         if kind == "full" and any(side % FULL_BLOCK for side in dataset.size):
             raise UserInputError(
                 f"full-resolution validation file '{dataset.path}' has images of "

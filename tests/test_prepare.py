@@ -245,7 +245,9 @@ def test_training_patches_degraded_as_chosen(tmp_path, degrade):
         np.testing.assert_allclose(train["lms"], upsample(ms_lr, 2).numpy(), rtol=1e-12)
     else:
         assert own.max() > 1.0 and own[-1].max() > 1.0  # the last row sees the patch's edge
-    with pytest.raises(UserInputError, match="degrade must be one of patch, region"):
+    with pytest.raises(
+        UserInputError, match=r"--degrade \(PrepareConfig.degrade\) must be one of patch, region"
+    ):
         PrepareConfig(ms=["a.tif"], out="o", name="n", degrade="tile")
 
 
