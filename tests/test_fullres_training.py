@@ -90,6 +90,11 @@ def test_gt_less_training_without_reduced_validation(tmp_path):
             [f"data.valid={FULL}", "data.valid_full=null", "val.metric=SAM"],
             "give it as data.valid_full",
         ),
+        (
+            "valid_full",
+            [f"data.valid_full={REDUCED}"],
+            "has ground truth (a reduced-resolution file): give it as data.valid",
+        ),
         ("option", ["train.loss=[{name: SpatialConsistency, windw: 4}]"], "(did you mean 'window'?)"),
     ],
 )
