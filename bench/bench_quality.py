@@ -164,6 +164,7 @@ def main() -> None:
         )
         print("\n" + text, flush=True)
         out = Path(args.out) / f"quality_{showcase}_{args.budget}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         print(f"wrote {out} (comparison in {results['run_dir']})", flush=True)
         stem = f"compare_{showcase}_{args.budget}"  # every index, the EP chart, the visual comparison
