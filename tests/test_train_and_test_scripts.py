@@ -155,9 +155,9 @@ def poison_after(monkeypatch, good_steps: int) -> None:
     calls = {"n": 0}
     real = engine.trainer.fuse
 
-    def fuse(model, batch):
+    def fuse(model, batch, auxiliary=()):
         calls["n"] += 1
-        fused = real(model, batch)
+        fused = real(model, batch, auxiliary)
         return fused * float("nan") if calls["n"] > good_steps else fused
 
     monkeypatch.setattr(engine.trainer, "fuse", fuse)
