@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 from torch import nn
 
@@ -139,16 +140,23 @@ def record_differences(stored: dict, record: dict) -> list[str]:
     ]
 
 
+def recorded_checkpoint(path: str | Path, what: str) -> tuple[dict, dict]:
+    """(state, model record) of a checkpoint written by train.py; any other file is a one-line
+    UserInputError naming ``what`` (the option or the kind of file) and ``path``."""
+    state = load_checkpoint(path)
+    record = state.get("model_record")
+    if not isinstance(record, dict):
+        raise UserInputError(
+            f"{what} '{path}' has no model record (not written by train.py): "
+            "load released weights with models.state_dicts.load_reference_checkpoint instead"
+        )
+    return state, record
+
+
 def load_initial_weights(model: nn.Module, record: dict, path: str) -> None:
     """``train.init_from``: load the weights of checkpoint ``path`` (only them) into ``model``,
     whose record must be the checkpoint's (name, options, band counts, ratio), else one line."""
-    state = load_checkpoint(path)
-    stored = state.get("model_record")
-    if not isinstance(stored, dict):
-        raise UserInputError(
-            f"train.init_from '{path}' has no model record (not written by train.py): "
-            "load released weights with models.state_dicts.load_reference_checkpoint instead"
-        )
+    state, stored = recorded_checkpoint(path, "train.init_from")
     differences = record_differences(stored, record)
     if differences:
         raise UserInputError(

@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from engine.checkpoint import load_checkpoint, load_model_weights
+from engine.checkpoint import load_model_weights
 from engine.evaluation import Scores, evaluate
 from engine.model_record import (
     build_from_record,
     check_against_record,
     is_training_free,
+    recorded_checkpoint,
     training_free_record,
 )
 from engine.options import Options, model_kwargs
@@ -47,13 +48,7 @@ def find_checkpoint(options: Options) -> Path:
 
 def load_trained_model(options: Options, path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """Rebuild the checkpoint's model (its stored band counts, ratio and options) and load it."""
-    state = load_checkpoint(path)
-    record = state.get("model_record")
-    if not isinstance(record, dict):
-        raise UserInputError(
-            f"checkpoint '{path}' was not written by train.py (it has no model record): "
-            "load released weights with models.state_dicts.load_reference_checkpoint instead"
-        )
+    state, record = recorded_checkpoint(path, "checkpoint")
     name, _ = model_kwargs(options)
     if record["name"] != name:
         raise UserInputError(
