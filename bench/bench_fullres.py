@@ -34,15 +34,15 @@ from data.datasets import FusionH5Dataset
 from data.demo import ensure_demo
 from engine.adapt import adapt
 from engine.evaluation import Scores, evaluate, score_batch
-from engine.options import Options, load_options
+from engine.options import FULL_VALIDATION, REDUCED_VALIDATION, Options, load_options
 from engine.run_dir import environment_report, list_runs
 from engine.tester import load_trained_model
 from engine.training_parts import select_device
 from metrics.report import HIGHER_IS_BETTER, format_mean_std
 
 RECIPES = {"reduced": "option.yml", "full": "options/fullres_landsat8.yml"}
-FULL_SHOWN = ("D_lambda", "D_s", "QNR", "HQNR")
-REDUCED_SHOWN = ("SAM", "ERGAS", "Q2n")
+FULL_SHOWN = FULL_VALIDATION
+REDUCED_SHOWN = REDUCED_VALIDATION[:3]  # SAM, ERGAS, Q2n
 QUICK = {"iterations": 30, "adapt_steps": 8}
 
 

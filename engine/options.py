@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from data.augment import GROUPS
 from data.datasets import DATASETS
 from engine.losses import LOSSES
 from metrics.report import FULL_KEYS, REDUCED_KEYS
@@ -41,7 +42,7 @@ class DataOptions:
     ratio: int | None = None  # checked against the files; inferred when null
     # training-sample augmentation: true or dihedral (random flips and quarter turns), transpose
     # (identity or transpose: keeps the decimation phase of even ratios, see data/augment.py), false
-    augment: bool | Literal["dihedral", "transpose"] = False
+    augment: bool | Literal[GROUPS] = False
     num_workers: int = 0  # DataLoader worker processes
     max_valid_samples: int | None = None  # validate on the first N samples only
     sensor: str = "none"  # MTF preset for the full-resolution indices (QB, WV3, ...)
@@ -152,13 +153,19 @@ class TrainOptions:
                 raise UserInputError(f"option 'train.{key}' must be at least 1")
 
 
+REDUCED_VALIDATION = ("SAM", "ERGAS", "Q2n", "PSNR")
+"""Validation indices on a reduced-resolution file (``data.valid``, with gt)."""
+FULL_VALIDATION = ("D_lambda", "D_s", "QNR", "HQNR")
+"""Validation indices on a full-resolution file (``data.valid_full``, no gt)."""
+
+
 @dataclass
 class ValOptions:
     every: int = 1  # validate every N epochs (or N iterations when 'unit' is iteration)
     unit: Literal["epoch", "iteration"] = "epoch"
-    # the best checkpoint's metric: SAM, ERGAS, Q2n, PSNR (data.valid) or D_lambda, D_s, QNR,
-    # HQNR (data.valid_full)
-    metric: Literal["SAM", "ERGAS", "Q2n", "PSNR", "D_lambda", "D_s", "QNR", "HQNR"] = "SAM"
+    # the best checkpoint's metric: one of REDUCED_VALIDATION (data.valid) or FULL_VALIDATION
+    # (data.valid_full)
+    metric: Literal[(*REDUCED_VALIDATION, *FULL_VALIDATION)] = "SAM"
     dim_cut: int = 0  # border cut for validation indices (patches are small)
     images: int = 2  # validation images shown in TensorBoard
 

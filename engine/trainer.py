@@ -26,7 +26,7 @@ from engine.distributed import World, barrier, gather_lists, mean_across
 from engine.evaluation import Scores, evaluate, fuse, to_device
 from engine.losses import CompositeLoss, auxiliary_needs
 from engine.model_record import build_from_record, check_resumable, load_initial_weights, model_record
-from engine.options import Options
+from engine.options import FULL_VALIDATION, REDUCED_VALIDATION, Options
 from engine.training_files import open_training_file, open_validation_files, summary
 from engine.training_parts import (
     EpochBatchSampler,
@@ -42,7 +42,7 @@ from engine.visualize import default_rgb_bands, error_scale, validation_figure
 from metrics.report import HIGHER_IS_BETTER
 from utils.errors import UserInputError
 
-HISTORY_KEYS = ("SAM", "ERGAS", "Q2n", "PSNR", "D_lambda", "D_s", "QNR", "HQNR")
+HISTORY_KEYS = (*REDUCED_VALIDATION, *FULL_VALIDATION)
 AMP_NAMES = {"none": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from data.datasets import FusionH5Dataset, check_compatible
 from engine.losses import CompositeLoss
-from engine.options import Options
+from engine.options import FULL_VALIDATION, REDUCED_VALIDATION, Options
 from utils.errors import UserInputError
 
-REDUCED_VALIDATION = ("SAM", "ERGAS", "Q2n", "PSNR")
-FULL_VALIDATION = ("D_lambda", "D_s", "QNR", "HQNR")
 FULL_BLOCK = 32
 """The block size of the full-resolution indices (D_lambda, D_s): image sides must be multiples."""
 
