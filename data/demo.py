@@ -27,7 +27,8 @@ from pathlib import Path
 
 import h5py
 
-from data.prepare import PrepareConfig, output_paths, prepare
+from data.prepare import prepare
+from data.prepare_config import PrepareConfig, output_paths
 from data.split import Rect
 from utils.errors import UserInputError
 from utils.registry import suggest

@@ -12,7 +12,8 @@ import scipy.io
 import torch
 
 from data.demo import DEMO_ROOT, DEMOS, ensure_demo
-from data.prepare import PrepareConfig, main
+from data.prepare import main
+from data.prepare_config import PrepareConfig
 from data.scene import (
     Grid,
     align,
@@ -315,7 +316,8 @@ def test_ensure_demo_landsat8(tmp_path):
 
 def test_a_configuration_and_its_command_line_are_one(tmp_path):
     """The typed configuration (the library's input) and the command line describe each other."""
-    from data.prepare import PrepareConfig, parse_args
+    from data.prepare import parse_args
+    from data.prepare_config import PrepareConfig
     from data.split import Rect
 
     config = PrepareConfig(
@@ -357,7 +359,8 @@ def test_full_train_writes_the_training_regions_at_native_resolution(tmp_path):
             assert full["ms"].shape[0] == reduced["ms"].shape[0]
             # the native MS patch is what Wald's protocol turned into the reduced patch's gt
             np.testing.assert_array_equal(full["ms"][0][:, :32, :32], reduced["gt"][0])
-    from data.prepare import PrepareConfig, prepare
+    from data.prepare import prepare
+    from data.prepare_config import PrepareConfig
 
     synthetic = PrepareConfig(
         ms=[str(tmp_path / "l8_ms.tif")], out=str(tmp_path / "x"), name="x", pan_weights=[0.1] * 7, ratio=2

@@ -1,0 +1,119 @@
+"""What ``python -m data.prepare`` builds, in typed form: :class:`PrepareConfig` (its options,
+and the command line that builds the same files), the file names of the public collections
+(:func:`output_paths`) and the size checks."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.samples import check_degrade
+from data.split import Rect
+from utils.errors import UserInputError
+
+
+@dataclass
+class PrepareConfig:
+    """What :func:`prepare` builds: the typed form of ``python -m data.prepare``'s options.
+
+    ms / pan: image files (GeoTIFF, .npy C x H x W, .mat H x W x C, ``file.mat:VAR``), several
+    files are stacked as bands; without ``pan`` the guide is synthesised from the MS bands with
+    ``pan_weights`` (one PAN band, one weight per MS band) or ``guide_bands`` (0-based band
+    copies). Sizes (``patch``, ``stride``, ``test_size``, ``test_region``) are in aligned MS pixels;
+    ``scale`` is 'auto' (the smallest 2^k - 1 covering the data) or a positive number.
+    """
+
+    ms: list[str]
+    out: str
+    name: str
+    pan: list[str] | None = None
+    pan_weights: list[float] | None = None
+    guide_bands: list[int] | None = None
+    ratio: int | None = None
+    sensor: str = "none"
+    gains: list[float] | None = None
+    patch: int = 64
+    stride: int | None = None  # default: patch / 2
+    degrade: str = "patch"  # data.samples.DEGRADE_MODES
+    val_fraction: float = 0.1
+    test_region: Rect | None = None  # default: the last test_size rows
+    test_size: int = 64
+    grid: str = "auto"
+    scale: str | float = "auto"
+    layout: str = "auto"
+    full_train: bool = False  # also full-resolution training and validation files
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stride is None:
+            self.stride = max(1, self.patch // 2)
+        check_degrade(self.degrade)
+
+    def argv(self) -> list[str]:
+        """The ``python -m data.prepare`` arguments that build the same files."""
+
+        def joined(values) -> str:
+            return ",".join(str(v) for v in values)  # str(float): the shortest exact form
+
+        flags = ["--ms", *map(str, self.ms)]
+        if self.pan:
+            flags += ["--pan", *map(str, self.pan)]
+        for flag, values in (("--pan-weights", self.pan_weights), ("--guide-bands", self.guide_bands)):
+            if values is not None:
+                flags += [flag, joined(values)]
+        if self.ratio is not None:
+            flags += ["--ratio", str(self.ratio)]
+        flags += ["--sensor", self.sensor]
+        if self.gains is not None:
+            flags += ["--gains", joined(self.gains)]
+        flags += [
+            "--patch",
+            str(self.patch),
+            "--stride",
+            str(self.stride),
+            "--test-size",
+            str(self.test_size),
+            "--degrade",
+            self.degrade,
+        ]
+        flags += ["--val-fraction", str(self.val_fraction), "--grid", self.grid]
+        if self.test_region is not None:
+            flags += ["--test-region", joined(self.test_region)]
+        flags += ["--scale", str(self.scale), "--layout", self.layout]
+        flags += ["--out", str(self.out), "--name", self.name]
+        flags += ["--full-train"] if self.full_train else []
+        return flags + (["--force"] if self.force else [])
+
+    def command_line(self) -> str:
+        """The command recorded in every file's ``command`` attribute (``--force`` left out)."""
+        return "python -m data.prepare " + shlex.join([a for a in self.argv() if a != "--force"])
+
+
+def output_paths(out: Path, name: str, full: bool, full_train: bool = False) -> dict[str, Path]:
+    """The file names of the public collections for dataset ``name`` (``full``: the
+    full-resolution test file; ``full_train``: full-resolution training and validation files)."""
+    if not name or any(ch in name for ch in "/\\") or name.startswith("."):
+        raise UserInputError(f"--name must be a plain name such as 'landsat8', got '{name}'")
+    paths = {
+        "train": out / f"train_{name}.h5",
+        "valid": out / f"valid_{name}.h5",
+        "test_reduced": out / f"test_{name}_multiExm1.h5",
+    }
+    if full:
+        paths["test_full"] = out / f"test_{name}_OrigScale_multiExm1.h5"
+    if full_train:
+        paths["train_full"] = out / f"train_{name}_OrigScale.h5"
+        paths["valid_full"] = out / f"valid_{name}_OrigScale.h5"
+    return paths
+
+
+def check_sizes(config: PrepareConfig, ratio: int) -> None:
+    """Patch, stride and test size must be positive multiples of the ratio."""
+    for flag, value in (
+        ("--patch", config.patch),
+        ("--stride", config.stride),
+        ("--test-size", config.test_size),
+    ):
+        if value < ratio or value % ratio:
+            raise UserInputError(f"{flag} {value} must be a positive multiple of the ratio {ratio}")
