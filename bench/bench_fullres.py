@@ -5,7 +5,7 @@ the Landsat-8 demo's full-resolution test crops (D_lambda, D_s, QNR, HQNR) and, 
 reduced-resolution test crops (SAM, ERGAS, Q2n; the adapted models adapt to those crops too,
 from their lr and PAN only).
 
-    python bench/bench_fullres.py                          # the recipes' 1200 steps, 100 adaptation steps
+    python bench/bench_fullres.py                          # the recipes' own steps, 100 adaptation steps
     python bench/bench_fullres.py --quick                  # a few minutes: 30 steps, 8 adaptation steps
     python bench/bench_fullres.py --iterations 5 --adapt-steps 2 --out /tmp/t.md   # a smoke run
 
@@ -128,7 +128,7 @@ def main() -> None:
         help=f"{QUICK['iterations']} steps, {QUICK['adapt_steps']} adaptation steps",
     )
     parser.add_argument(
-        "--iterations", type=int, help="training steps of every run (default: the recipes' 1200)"
+        "--iterations", type=int, help="training steps of every run (default: each recipe's own)"
     )
     parser.add_argument("--adapt-steps", type=int, help="adaptation steps per test crop (default 100)")
     parser.add_argument("--peer", default="FusionNet", help="the deep peer trained beside RAMSF")
@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     iterations = args.iterations or (QUICK["iterations"] if args.quick else None)
     steps = args.adapt_steps or (QUICK["adapt_steps"] if args.quick else 100)
-    budget = "main" if iterations is None and steps == 100 else f"{iterations or 1200}steps_{steps}adapt"
+    budget = "main" if iterations is None and steps == 100 else f"{iterations or 'recipe'}steps_{steps}adapt"
     out = Path(args.out or ROOT / "charts" / f"fullres_landsat8_{budget}.md")
     log_root = Path(args.log_root) / time.strftime("%Y%m%d-%H%M%S")
     log_root.mkdir(parents=True)

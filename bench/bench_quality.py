@@ -63,6 +63,17 @@ def train(option_path: str, name: str, model: str | None, log_root: Path) -> tup
     return list_runs(options)[-1], seconds
 
 
+def record(ledger: Path, name: str, run: Path, seconds: float) -> dict:
+    """Add one finished training to the ledger, re-read first: another process training the
+    other peers into the same folder (``--continue-in``) may have added its own meanwhile."""
+    done = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    done[name] = [str(run), seconds]
+    partial = ledger.with_suffix(".part")
+    partial.write_text(json.dumps(done, indent=1))
+    partial.replace(ledger)
+    return done
+
+
 def compare(option_path: str, runs: dict[str, Path], log_root: Path, name: str) -> dict:
     """Score the trained runs and the classical methods on the option file's test files."""
     base = yaml.safe_load((ROOT / option_path).read_text())
@@ -127,7 +138,8 @@ def main() -> None:
         "--continue-in",
         metavar="FOLDER",
         help="a FOLDER of an earlier, interrupted run (LOG_ROOT/<time>): its finished trainings "
-        "(listed in FOLDER/trained.json) are reused, the others run",
+        "(listed in FOLDER/trained.json) are reused, the others run; two processes may share "
+        "a FOLDER when their --peers differ",
     )
     parser.add_argument("--out", default=str(ROOT / "charts"), help="folder of the Markdown tables")
     args = parser.parse_args()
@@ -152,8 +164,7 @@ def main() -> None:
                 print(f"{showcase}: reusing {label} trained in {seconds[label]:.0f} s ({runs[label]})")
                 continue
             runs[label], seconds[label] = train(option_path, name, model, log_root)
-            done[name] = [str(runs[label]), seconds[label]]
-            ledger.write_text(json.dumps(done, indent=1))
+            done = record(ledger, name, runs[label], seconds[label])
             print(f"{showcase}: trained {label} in {seconds[label]:.0f} s ({runs[label]})", flush=True)
         results = compare(option_path, runs, log_root, f"quality_{showcase}_{args.budget}")
         text = (
