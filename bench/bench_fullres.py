@@ -163,8 +163,9 @@ def main() -> None:
         notes[label] = f"{notes[f'{model}, trained at reduced resolution']} + {per_crop:.1f} s per crop"
         print(f"{label}: {per_crop:.1f} s per crop", flush=True)
     machine = dict(line.split(" ", 1) for line in environment_report().splitlines())
+    trained = iterations or "each recipe's own"
     text = (
-        f"landsat8: {iterations or 1200} training steps, {steps} adaptation steps per crop; four test "
+        f"landsat8: {trained} training steps, {steps} adaptation steps per crop; four test "
         "crops (full resolution: 128 x 128 PAN pixels; reduced: 64 x 64), mean ± std; machine: "
         f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} threads, "
         f"torch {machine.get('torch', '?')}\n\n" + table(rows, notes) + "\n"

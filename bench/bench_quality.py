@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -64,11 +65,13 @@ def train(option_path: str, name: str, model: str | None, log_root: Path) -> tup
 
 
 def record(ledger: Path, name: str, run: Path, seconds: float) -> dict:
-    """Add one finished training to the ledger, re-read first: another process training the
-    other peers into the same folder (``--continue-in``) may have added its own meanwhile."""
+    """Add one finished training to the ledger, re-read first: a second process started with
+    ``--continue-in`` on this folder (other ``--peers``, RAMSF already trained) may have added its
+    own meanwhile. Its tables hold its own peers; a last ``--continue-in`` run over all of them
+    (nothing left to train) writes the full ones."""
     done = json.loads(ledger.read_text()) if ledger.is_file() else {}
     done[name] = [str(run), seconds]
-    partial = ledger.with_suffix(".part")
+    partial = ledger.with_name(f"{ledger.name}.{os.getpid()}.part")
     partial.write_text(json.dumps(done, indent=1))
     partial.replace(ledger)
     return done
@@ -138,8 +141,7 @@ def main() -> None:
         "--continue-in",
         metavar="FOLDER",
         help="a FOLDER of an earlier, interrupted run (LOG_ROOT/<time>): its finished trainings "
-        "(listed in FOLDER/trained.json) are reused, the others run; two processes may share "
-        "a FOLDER when their --peers differ",
+        "(listed in FOLDER/trained.json) are reused, the others run",
     )
     parser.add_argument("--out", default=str(ROOT / "charts"), help="folder of the Markdown tables")
     args = parser.parse_args()

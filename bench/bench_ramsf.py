@@ -9,7 +9,8 @@ one run are meaningful). The last column is the gain of the fast configuration (
 
 Training: patches/s of full steps (forward, L1 loss, backward, Adam) of the released RAMSF (d = 64,
 MLP 256-128) in two cases: WV3-like 8 bands + PAN, 64 x 64, ratio 4, batch 32 (the benchmark) and
-the demo's main command, 7 bands + PAN, 32 x 32, ratio 2, batch 16. The median step of each
+the demo's earlier main command, 7 bands + PAN, 32 x 32, ratio 2, batch 16 (option.yml now trains
+batch 8, at about the same patches/s). The median step of each
 configuration, interleaved. The float32 sgemm peak (a square matmul loop) is measured in the same
 rounds; each configuration's effective GFLOP/s (FLOPs of the plain step, counted by
 ``torch.utils.flop_counter.FlopCounterMode``, over its time) and its share of that peak are printed,
@@ -75,9 +76,9 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def sgemm_seconds(size: int, device: torch.device) -> float:
-    """Seconds of one size^3 float32 matmul (the peak reference, 2 size^3 FLOPs)."""
-    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+def sgemm_seconds(size: int, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """Seconds of one size^3 matmul in ``dtype`` (the peak reference, 2 size^3 FLOPs)."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b
     return timed(lambda: a @ b, device)
 
@@ -144,7 +145,7 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
         configs["fast bf16"] = (True, autocast(device, "bf16"))
     times: dict[str, list[float]] = {label: [] for label in configs}
     parts: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    peaks = []
+    peaks, bf16_peaks = [], []
     for step in range(args.steps + 1):  # step 0 warms up; the order alternates
         order = list(configs) if step % 2 else list(reversed(configs))
         for label in order:
@@ -156,6 +157,9 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
                     parts[fast].append(split_seconds(models[fast], batch, context, device))
         if step:
             peaks.append(2 * args.peak_size**3 / sgemm_seconds(args.peak_size, device) / 1e9)
+            if "fast bf16" in configs:
+                matmul = sgemm_seconds(args.peak_size, device, torch.bfloat16)
+                bf16_peaks.append(2 * args.peak_size**3 / matmul / 1e9)
             shown = ", ".join(f"{label} {t[-1]:.2f} s" for label, t in times.items())
             print(
                 f"  [{name}: step {step}: {shown}, sgemm {peaks[-1]:.0f} GFLOP/s]",
@@ -200,6 +204,16 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
                 batch_size / seconds[False],
                 batch_size / medians["fast bf16"],
                 seconds[False] / medians["fast bf16"],
+            )
+        )
+        bf16_peak = float(np.median(bf16_peaks))
+        bf16_gflops = flops[True] / medians["fast bf16"] / 1e9
+        rows.append(
+            (
+                f"  bf16 GFLOP/s | % of {bf16_peak:.0f} bf16 peak | x fast fp32",
+                bf16_gflops,
+                100 * bf16_gflops / bf16_peak,
+                bf16_gflops / own[True],
             )
         )
     if args.split:

@@ -15,7 +15,7 @@ from utils.errors import UserInputError
 
 @dataclass
 class PrepareConfig:
-    """What :func:`prepare` builds: the typed form of ``python -m data.prepare``'s options.
+    """What :func:`data.prepare.prepare` builds: the typed form of ``python -m data.prepare``'s options.
 
     ms / pan: image files (GeoTIFF, .npy C x H x W, .mat H x W x C, ``file.mat:VAR``), several
     files are stacked as bands; without ``pan`` the guide is synthesised from the MS bands with
