@@ -163,8 +163,8 @@ FULL_VALIDATION = ("D_lambda", "D_s", "QNR", "HQNR")
 class ValOptions:
     every: int = 1  # validate every N epochs (or N iterations when 'unit' is iteration)
     unit: Literal["epoch", "iteration"] = "epoch"
-    # the best checkpoint's metric: one of REDUCED_VALIDATION (data.valid) or FULL_VALIDATION
-    # (data.valid_full)
+    # the best checkpoint's metric: SAM, ERGAS, Q2n, PSNR (data.valid; REDUCED_VALIDATION) or
+    # D_lambda, D_s, QNR, HQNR (data.valid_full; FULL_VALIDATION)
     metric: Literal[(*REDUCED_VALIDATION, *FULL_VALIDATION)] = "SAM"
     dim_cut: int = 0  # border cut for validation indices (patches are small)
     images: int = 2  # validation images shown in TensorBoard
