@@ -4,6 +4,7 @@ classical methods on the held-out test crops, and write the tables README shows.
     python bench/bench_quality.py                              # both showcases, the main budget
     python bench/bench_quality.py --showcase landsat8 --budget long --peers
     python bench/bench_quality.py --showcase sentinel2 --peers PanNet FusionNet
+    python bench/bench_quality.py --continue-in DIR --peers-only --peers BDPN   # a second process
 
 A showcase is a demo scene (``landsat8``: Landsat-8 PAN 15 m + 7 MS bands 30 m;
 ``sentinel2``: the six 20 m bands guided by the four 10 m bands) and a budget is a RAMSF
@@ -136,6 +137,12 @@ def main() -> None:
         default=list(PEERS),
         help=f"deep peers to train too (default: {' '.join(PEERS)})",
     )
+    parser.add_argument(
+        "--peers-only",
+        action="store_true",
+        help="train the peers only (RAMSF trained by another process in the same --continue-in "
+        "folder: run one more --continue-in without this flag for the tables)",
+    )
     parser.add_argument("--log-root", default=str(ROOT / "logs" / "bench_quality"))
     parser.add_argument(
         "--continue-in",
@@ -158,7 +165,7 @@ def main() -> None:
     for showcase in args.showcase:
         option_path = SHOWCASES[showcase][args.budget]
         runs, seconds = {}, {}
-        for label in ("RAMSF", *args.peers):
+        for label in args.peers if args.peers_only else ("RAMSF", *args.peers):
             model = None if label == "RAMSF" else label
             name = f"{label}_{showcase}_{args.budget}"
             if name in done:
@@ -168,6 +175,8 @@ def main() -> None:
             runs[label], seconds[label] = train(option_path, name, model, log_root)
             done = record(ledger, name, runs[label], seconds[label])
             print(f"{showcase}: trained {label} in {seconds[label]:.0f} s ({runs[label]})", flush=True)
+        if args.peers_only:
+            continue
         results = compare(option_path, runs, log_root, f"quality_{showcase}_{args.budget}")
         text = (
             f"{showcase}, budget '{args.budget}' ({option_path}), test crops of "
