@@ -50,9 +50,12 @@ CLASSICAL = ("EXP", "BT-H", "GSA", "BDSD-PC", "PRACS", "MTF-GLP-HPM", "MTF-GLP-F
 SHOWN = (("reduced", "SAM"), ("reduced", "ERGAS"), ("reduced", "Q2n"), ("full", "QNR"), ("full", "HQNR"))
 
 
-def train(option_path: str, name: str, model: str | None, log_root: Path) -> tuple[Path, float]:
-    """Train one model in a fresh process; (its run folder, wall seconds)."""
-    sets = [f"log_root={log_root}", f"name={name}", "train.resume=none"]
+def train(
+    option_path: str, name: str, model: str | None, log_root: Path, extra: list[str]
+) -> tuple[Path, float]:
+    """Train one model in a fresh process, with the option overrides ``extra`` (KEY=VALUE, as
+    train.py's ``--set``); (its run folder, wall seconds)."""
+    sets = [*extra, f"log_root={log_root}", f"name={name}", "train.resume=none"]
     if model is not None:
         sets.append(f"model={{name: {model}}}")
     command = [sys.executable, str(ROOT / "train.py"), "--option_path", str(ROOT / option_path)]
@@ -143,6 +146,13 @@ def main() -> None:
         help="train the peers only (RAMSF trained by another process in the same --continue-in "
         "folder: run one more --continue-in without this flag for the tables)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option override for every training (as train.py's --set), e.g. data.augment=dihedral",
+    )
     parser.add_argument("--log-root", default=str(ROOT / "logs" / "bench_quality"))
     parser.add_argument(
         "--continue-in",
@@ -172,7 +182,7 @@ def main() -> None:
                 runs[label], seconds[label] = Path(done[name][0]), done[name][1]
                 print(f"{showcase}: reusing {label} trained in {seconds[label]:.0f} s ({runs[label]})")
                 continue
-            runs[label], seconds[label] = train(option_path, name, model, log_root)
+            runs[label], seconds[label] = train(option_path, name, model, log_root, args.set)
             done = record(ledger, name, runs[label], seconds[label])
             print(f"{showcase}: trained {label} in {seconds[label]:.0f} s ({runs[label]})", flush=True)
         if args.peers_only:

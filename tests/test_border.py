@@ -102,12 +102,13 @@ def edge_errors(fused: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
 
 def test_demo_frame_against_the_input_and_the_classical_methods():
     """The shipped checkpoint on the demo's 4 test crops: its outermost lines are closer to the
-    reference than those of the interpolated input on every edge, and than every classical
-    method's on the top and left edges (where the input's own frame is, 1.8-2.2x its interior).
+    reference than those of the interpolated input and of every classical method on every edge
+    (the shipped long checkpoint: 0.62x / 0.85x / 0.70x / 0.96x the best classical method's,
+    top / bottom / left / right), and its interior well below theirs.
 
     The issue's stricter goal, RAMSF's edge/interior ratio at most the best classical method's on
-    every edge, is not met (README, "Borders"): RAMSF's interior is much better, and its bottom and
-    right lines stay 5-25 % above the best classical method's; the ratios are printed here."""
+    every edge, is met on the top and left edges only (README, "Borders"): RAMSF's interior is
+    much better (the ratio's denominator); the ratios are printed here."""
     path = demo_checkpoint()
     if path is None:
         pytest.skip(
@@ -135,7 +136,7 @@ def test_demo_frame_against_the_input_and_the_classical_methods():
             best = {e: min(best[e], theirs[e]) for e in best}
     print({e: (round(float(ratios[e].mean()), 3), round(ours[e] / best[e], 3)) for e in EDGES})
     assert all(ours[e] < up[e] for e in EDGES), (ours, up)
-    assert ours["top"] < best["top"] and ours["left"] < best["left"], (ours, best)
+    assert all(ours[e] < best[e] for e in EDGES), (ours, best)
     assert ours["interior"] < 0.9 * best["interior"]  # and the interior well below every method's
 
 
