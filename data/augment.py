@@ -20,6 +20,12 @@ TRANSPOSE: Dihedral = (1, True, False)
 """A quarter turn then a row flip: the transpose of a square image."""
 
 
+def all_dihedral() -> list[Dihedral]:
+    """The eight transforms of a square, identity first: quarter turns 0..3, without and with a
+    row flip (the column flips are these up to a half turn)."""
+    return [(turns, flip, False) for flip in (False, True) for turns in range(4)]
+
+
 def draw_dihedral(square: bool, generator: torch.Generator | None = None) -> Dihedral:
     """Draw ``(quarter_turns, flip_rows, flip_cols)`` from torch's RNG.
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from data.datasets import LAYOUTS
 from data.prepare_config import PrepareConfig, check_sizes, output_paths
 from data.samples import (
+    AUGMENT_MODES,
     DEGRADE_MODES,
     Fields,
     Protocol,
@@ -161,7 +162,10 @@ def build_splits(
     for split, rects in (("train", train), ("valid", [valid])):
         parts, native = [], []
         for rect in rects:
-            parts.append(region_samples(scene, protocol, rect, config.patch, config.stride, config.degrade))
+            dihedral = split == "train" and config.augment == "dihedral"
+            parts.append(
+                region_samples(scene, protocol, rect, config.patch, config.stride, config.degrade, dihedral)
+            )
             if config.full_train:
                 native.append(
                     region_samples_full(scene, protocol, rect, config.patch, config.stride, config.degrade)
@@ -238,6 +242,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> dict[str, Path]:
         patch=config.patch,
         stride=config.stride,
         test_size=config.test_size,
+        train_augment=config.augment,
         command=config.command_line(),
         origin="top-left MS pixel of each sample, aligned scene",
     )
@@ -289,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="patch",
         help="training/validation patches degraded one by one as the test tiles (patch, default) "
         "or each region as a whole, then cut (region)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=AUGMENT_MODES,
+        default="none",
+        help="training patches as cut (none, default) or each in all eight flips and quarter turns, "
+        "transformed at full resolution and then degraded, so every copy keeps a real file's "
+        "decimation phase (dihedral, degrade patch only; 8x the training file)",
     )
     p.add_argument(
         "--val-fraction",
@@ -357,6 +370,7 @@ def parse_args(argv: list[str]) -> tuple[PrepareConfig, bool]:
         patch=args.patch,
         stride=args.stride,
         degrade=args.degrade,
+        augment=args.augment,
         val_fraction=args.val_fraction,
         test_region=None if args.test_region is None else parse_rect(args.test_region),
         test_size=args.test_size,

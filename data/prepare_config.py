@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.samples import check_degrade
+from data.samples import check_augment, check_degrade
 from data.split import Rect
 from utils.errors import UserInputError
 
@@ -36,6 +36,7 @@ class PrepareConfig:
     patch: int = 64
     stride: int | None = None  # default: patch / 2
     degrade: str = "patch"  # data.samples.DEGRADE_MODES
+    augment: str = "none"  # AUGMENT_MODES: 'dihedral' writes all eight transforms of each training patch
     val_fraction: float = 0.1
     test_region: Rect | None = None  # default: the last test_size rows
     test_size: int = 64
@@ -49,6 +50,7 @@ class PrepareConfig:
         if self.stride is None:
             self.stride = max(1, self.patch // 2)
         check_degrade(self.degrade)
+        check_augment(self.augment, self.degrade)
 
     def argv(self) -> list[str]:
         """The ``python -m data.prepare`` arguments that build the same files."""
@@ -77,6 +79,7 @@ class PrepareConfig:
             "--degrade",
             self.degrade,
         ]
+        flags += ["--augment", self.augment] if self.augment != "none" else []
         flags += ["--val-fraction", str(self.val_fraction), "--grid", self.grid]
         if self.test_region is not None:
             flags += ["--test-region", joined(self.test_region)]

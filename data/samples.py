@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import torch
 
+from data.augment import all_dihedral, apply_dihedral
 from data.split import Rect, extract_patches, grid_origins, used_extent
 from protocols.degrade import wald_protocol
 from protocols.resize import imresize_matlab, upsample
@@ -85,22 +86,49 @@ def check_degrade(degrade: str) -> str:
     return degrade
 
 
+AUGMENT_MODES = ("none", "dihedral")
+"""Training patches as cut ('none'), or each in all eight flips and quarter turns ('dihedral')."""
+
+
+def check_augment(augment: str, degrade: str) -> str:
+    """``augment`` if it is one of AUGMENT_MODES and fits ``degrade``, else a one-line UserInputError."""
+    if augment not in AUGMENT_MODES:
+        raise UserInputError(f"--augment must be one of {', '.join(AUGMENT_MODES)}, got '{augment}'")
+    if augment == "dihedral" and degrade != "patch":
+        raise UserInputError("--augment dihedral needs --degrade patch (each copy is degraded on its own)")
+    return augment
+
+
 def region_samples(
-    scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int, degrade: str = "patch"
+    scene: Scene,
+    protocol: Protocol,
+    rect: Rect,
+    patch: int,
+    stride: int,
+    degrade: str = "patch",
+    dihedral: bool = False,
 ):
     """Reduced-resolution patches of one region: (fields, origins).
 
     degrade 'patch': every patch is cut at full resolution and degraded on its own, so that its
     border pixels see the same MTF padding and decimation phase as a test tile's; 'region': the
     region is degraded as a whole and then cut, so that every patch looks like a tile's interior.
+    dihedral (degrade 'patch' only): every patch in all eight flips and quarter turns, each
+    transformed at full resolution (MS and guide on their block grid, which every flip keeps)
+    and then degraded, so that each copy has the decimation phase of a real file; samples come
+    patch by patch, transform by transform (:func:`data.augment.all_dihedral`'s order), and the
+    origins repeat accordingly.
     """
     area = used_extent(rect, patch, stride)
     origins = grid_origins(area, patch, stride)
     ms, guide = crop_scene(scene, area)
     r = scene.ratio
+    check_augment("dihedral" if dihedral else "none", degrade)
     if check_degrade(degrade) == "patch":
         ms = extract_patches(ms, patch, stride)
         guide = None if guide is None else extract_patches(guide, r * patch, r * stride)
+        if dihedral:
+            ms, guide, origins = _all_transforms(ms, guide, origins)
         return protocol.reduced(ms, guide), origins
     fields = protocol.reduced(ms, guide)
     patches = {
@@ -110,6 +138,20 @@ def region_samples(
         for key, value in fields.items()
     }
     return patches, origins
+
+
+def _all_transforms(
+    ms: torch.Tensor, guide: torch.Tensor | None, origins: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+    """N x C x p x p patches (and N x G x rp x rp guides) -> 8N, in all eight transforms each."""
+    transforms = all_dihedral()
+
+    def each(x: torch.Tensor) -> torch.Tensor:
+        copies = torch.stack([apply_dihedral(x, t) for t in transforms], dim=1)
+        return copies.reshape(-1, *x.shape[1:])
+
+    guide = None if guide is None else each(guide)
+    return each(ms), guide, np.repeat(origins, len(transforms), axis=0)
 
 
 def region_samples_full(

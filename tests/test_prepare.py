@@ -330,6 +330,7 @@ def test_a_configuration_and_its_command_line_are_one(tmp_path):
         patch=32,
         test_region=Rect(0, 8, 64, 64),
         scale=2047,
+        augment="dihedral",
     )
     assert config.stride == 16
     again, quiet = parse_args(config.argv())
