@@ -8,7 +8,8 @@ them afterwards unless the options changed.
 - 'landsat8': Landsat-8 OLI, MS B1-B7 (30 m) sharpened by the PAN B8 (15 m), ratio 2,
   pixel-is-point grids (the PAN is resampled by half a pixel, see :mod:`data.scene`),
   layout pancollection, scale 32767 (the data stay below 2^15; the L1 product is 16-bit).
-- 'landsat8_fullres': the same scene, split and files (named ``*_landsat8_fullres*``) plus
+- 'landsat8_fullres': the same scene, split and files (named ``*_landsat8_fullres*``; training
+  patches as cut, without the eight transforms, to pair with the native-resolution ones) plus
   ``train_landsat8_fullres_OrigScale.h5`` and ``valid_landsat8_fullres_OrigScale.h5``: the training
   and validation regions at native resolution (32 x 32 MS pixels, PAN 64 x 64, no gt), for
   training with the full-resolution losses (options/fullres_landsat8.yml).
@@ -16,8 +17,10 @@ them afterwards unless the options changed.
   four 10 m bands B02, B03, B04, B08, ratio 2, layout hyperspectral (GT, LRHSI, HSI_up, RGB
   with the 4-band guide in 'RGB'), scale 8191 (reflectance x 10000, below 2^13 here).
 
-Both use the MTF preset 'none' (Nyquist gain 0.3 for every MS band), 32 x 32 training patches
-at stride 16 and four 64 x 64 test images from a held-out region.
+All use the MTF preset 'none' (Nyquist gain 0.3 for every MS band), 32 x 32 training patches
+at stride 16 (for 'landsat8' and 'sentinel2' each written in all eight flips and quarter turns,
+``data.prepare``'s default ``--augment dihedral``: flipped at full resolution, then degraded) and
+four 64 x 64 test images from a held-out region.
 """
 
 from __future__ import annotations

@@ -298,10 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--augment",
         choices=AUGMENT_MODES,
-        default="none",
-        help="training patches as cut (none, default) or each in all eight flips and quarter turns, "
-        "transformed at full resolution and then degraded, so every copy keeps a real file's "
-        "decimation phase (dihedral, degrade patch only; 8x the training file)",
+        default=None,
+        help="training patches each in all eight flips and quarter turns, transformed at full "
+        "resolution and then degraded, so every copy keeps a real file's decimation phase "
+        "(dihedral, the default with --degrade patch; 8x the training file), or as cut (none, the "
+        "default with --degrade region)",
     )
     p.add_argument(
         "--val-fraction",

@@ -36,7 +36,8 @@ class PrepareConfig:
     patch: int = 64
     stride: int | None = None  # default: patch / 2
     degrade: str = "patch"  # data.samples.DEGRADE_MODES
-    augment: str = "none"  # AUGMENT_MODES: 'dihedral' writes all eight transforms of each training patch
+    augment: str | None = None  # AUGMENT_MODES; default: 'dihedral' (all eight transforms of each
+    # training patch) with degrade 'patch', 'none' with 'region' or full_train
     val_fraction: float = 0.1
     test_region: Rect | None = None  # default: the last test_size rows
     test_size: int = 64
@@ -50,7 +51,14 @@ class PrepareConfig:
         if self.stride is None:
             self.stride = max(1, self.patch // 2)
         check_degrade(self.degrade)
+        if self.augment is None:
+            self.augment = "dihedral" if self.degrade == "patch" and not self.full_train else "none"
         check_augment(self.augment, self.degrade)
+        if self.augment == "dihedral" and self.full_train:
+            raise UserInputError(
+                "--augment dihedral and --full-train: the native-resolution files pair with the "
+                "reduced ones patch for patch; add --augment none"
+            )
 
     def argv(self) -> list[str]:
         """The ``python -m data.prepare`` arguments that build the same files."""
@@ -79,7 +87,7 @@ class PrepareConfig:
             "--degrade",
             self.degrade,
         ]
-        flags += ["--augment", self.augment] if self.augment != "none" else []
+        flags += ["--augment", self.augment]
         flags += ["--val-fraction", str(self.val_fraction), "--grid", self.grid]
         if self.test_region is not None:
             flags += ["--test-region", joined(self.test_region)]

@@ -66,6 +66,19 @@ def test_demo_peers_share_the_demo_budget(path):
     assert peer.train.scheduler.name == ramsf.train.scheduler.name
 
 
+@pytest.mark.parametrize("path", [ROOT / "option.yml", *SHOWCASES, *DEMO_PEERS], ids=lambda p: p.stem)
+def test_demo_recipes_keep_the_training_files_grid(path):
+    """The demo's training files hold all eight flips and turns of every patch, each degraded on
+    its own (data.prepare --augment dihedral); flipping their reduced samples again would move the
+    ratio-2 grid, so the demo recipes flip with the grid-keeping transpose only, or not at all."""
+    from data.demo import DEMOS
+
+    options = load_options(path)
+    if options.data.train is not None:
+        assert DEMOS[options.demo].config(ROOT, options.demo).augment == "dihedral"
+        assert options.data.augment in ("transpose", False)
+
+
 def test_compare_demo_lists_every_method():
     options = load_options(ROOT / "options" / "compare_demo.yml")
     trained = {

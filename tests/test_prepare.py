@@ -184,7 +184,7 @@ def _patch_rects(origins: np.ndarray, size: int) -> list[Rect]:
 
 def test_prepare_synthetic_scene(tmp_path):
     _write_scene(tmp_path)
-    _run(tmp_path, "--test-region", "16,8,16,32")
+    _run(tmp_path, "--test-region", "16,8,16,32", "--augment", "none")  # patches as cut
     out = tmp_path / "out"
     names = {p.name for p in out.iterdir()}
     assert names == {
@@ -233,7 +233,7 @@ def test_training_patches_degraded_as_chosen(tmp_path, degrade):
     """'patch': every training sample is its own Wald reduction, as a test tile is; 'region': the
     regions are reduced whole, so a patch's lr (its edge rows included) is not its own reduction."""
     _write_scene(tmp_path)
-    _run(tmp_path, "--test-region", "16,8,16,32", "--degrade", degrade, "--force")
+    _run(tmp_path, "--test-region", "16,8,16,32", "--degrade", degrade, "--augment", "none", "--force")
     train, attrs = _read(tmp_path / "out" / "train_toy.h5")
     assert "--degrade " + degrade in attrs["command"]
     pan_scene = read_image(tmp_path / "pan.tif").astype(np.float64)
@@ -307,7 +307,8 @@ def test_ensure_demo_landsat8(tmp_path):
         with h5py.File(path, "r") as file:
             counts[key] = file["ms"].shape[0]
             assert file.attrs["scale"] == 32767 and file.attrs["grid_offset"] == "[0.5, 0.5]"
-    assert counts == {"train": 156, "valid": 18, "test_reduced": 4, "test_full": 4}
+    # 156 training patches, each in all eight flips and turns
+    assert counts == {"train": 8 * 156, "valid": 18, "test_reduced": 4, "test_full": 4}
     stamp = paths["train"].stat().st_mtime_ns
     assert ensure_demo("landsat8", root=tmp_path)["train"].stat().st_mtime_ns == stamp
     with pytest.raises(UserInputError, match="did you mean 'landsat8'"):
@@ -341,9 +342,10 @@ def test_a_configuration_and_its_command_line_are_one(tmp_path):
 
 
 def test_full_train_writes_the_training_regions_at_native_resolution(tmp_path):
-    """``--full-train`` (the demo 'landsat8_fullres'): the four usual files, identical to the
-    demo's, plus the training and validation regions at native resolution without gt, patch for
-    patch at the origins of the reduced-resolution files, ms = the scene's own MS pixels."""
+    """``--full-train`` (the demo 'landsat8_fullres'): the four usual files (training patches as
+    cut, without the eight transforms), plus the training and validation regions at native
+    resolution without gt, patch for patch at the origins of the reduced-resolution files, ms =
+    the scene's own MS pixels."""
     for name in ("l8_ms.tif", "l8_pan.tif"):
         shutil.copy(DEMO_ROOT / name, tmp_path / name)
     paths = ensure_demo("landsat8_fullres", root=tmp_path)

@@ -1,5 +1,6 @@
-"""``python -m data.prepare --augment dihedral``: every training patch in all eight flips and
-quarter turns, each degraded on its own, so that each copy has a real file's decimation phase."""
+"""``python -m data.prepare --augment dihedral`` (the default with ``--degrade patch``): every
+training patch in all eight flips and quarter turns, each degraded on its own, so that each copy
+has a real file's decimation phase."""
 
 from __future__ import annotations
 
@@ -49,8 +50,12 @@ def _prepare(folder: Path, out: str, *extra: str) -> tuple[dict, dict, dict]:
 
 def test_eight_transforms_of_every_training_patch(tmp_path):
     _scene(tmp_path)
-    plain, valid, _ = _prepare(tmp_path, "plain")
+    plain, valid, plain_attrs = _prepare(tmp_path, "plain", "--augment", "none")
     eight, valid8, attrs = _prepare(tmp_path, "eight", "--augment", "dihedral")
+    default, _, default_attrs = _prepare(tmp_path, "default")
+    assert plain_attrs["train_augment"] == "none" and default_attrs["train_augment"] == "dihedral"
+    for key in eight:  # the default is all eight transforms
+        np.testing.assert_array_equal(default[key], eight[key])
     transforms = all_dihedral()
     assert len(set(transforms)) == 8 and transforms[0] == (0, False, False)
     n = len(plain["gt"])
@@ -90,6 +95,8 @@ def test_eight_transforms_of_every_training_patch(tmp_path):
 
 def test_augment_refuses_region_degradation_and_unknown_modes(tmp_path, capsys):
     _scene(tmp_path)
+    region, _, attrs = _prepare(tmp_path, "region", "--degrade", "region")  # default: none there
+    assert attrs["train_augment"] == "none" and len(region["gt"]) == len(region["origin"])
     with pytest.raises(SystemExit) as exit_info:
         _prepare(tmp_path, "x", "--augment", "dihedral", "--degrade", "region")
     message = capsys.readouterr().err
@@ -97,3 +104,6 @@ def test_augment_refuses_region_degradation_and_unknown_modes(tmp_path, capsys):
     assert "--augment dihedral needs --degrade patch" in message
     with pytest.raises(UserInputError, match="--augment must be one of none, dihedral, got 'flips'"):
         PrepareConfig(ms=["a.tif"], out="o", name="n", augment="flips")
+    assert PrepareConfig(ms=["a.tif"], out="o", name="n", full_train=True).augment == "none"
+    with pytest.raises(UserInputError, match="--augment dihedral and --full-train: .* add --augment none"):
+        PrepareConfig(ms=["a.tif"], out="o", name="n", full_train=True, augment="dihedral")
