@@ -103,7 +103,7 @@ def edge_errors(fused: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
 def test_demo_frame_against_the_input_and_the_classical_methods():
     """The shipped checkpoint on the demo's 4 test crops: its outermost lines are closer to the
     reference than those of the interpolated input and of every classical method on every edge
-    (the shipped long checkpoint: 0.62x / 0.85x / 0.70x / 0.96x the best classical method's,
+    (the shipped long checkpoint: 0.59x / 0.77x / 0.66x / 0.83x the best classical method's,
     top / bottom / left / right), and its interior well below theirs.
 
     The issue's stricter goal, RAMSF's edge/interior ratio at most the best classical method's on
