@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from data.datasets import LAYOUTS
-from data.prepare_config import PrepareConfig, check_sizes, output_paths
+from data.prepare_config import PrepareConfig, check_sizes, fit_augment, output_paths, training_bytes
 from data.samples import (
     AUGMENT_MODES,
     DEGRADE_MODES,
@@ -216,6 +216,9 @@ def prepare(config: PrepareConfig, progress: bool = True) -> dict[str, Path]:
     )
     height, width = scene.ms.shape[-2:]
     test, train, valid = plan_split(config, height, width)
+    note = fit_augment(config, training_bytes(config, train, scene.ms.shape[0], bands, scene.ratio))
+    if note:
+        print(note)
     scale = choose_scale(scene, config.scale)
     say = print if progress else (lambda *a: None)
     say(

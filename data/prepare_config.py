@@ -5,11 +5,11 @@ and the command line that builds the same files), the file names of the public c
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.samples import check_augment, check_degrade
-from data.split import Rect
+from data.split import Rect, count_patches
 from utils.errors import UserInputError
 
 
@@ -46,11 +46,13 @@ class PrepareConfig:
     layout: str = "auto"
     full_train: bool = False  # also full-resolution training and validation files
     force: bool = False
+    augment_given: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.stride is None:
             self.stride = max(1, self.patch // 2)
         check_degrade(self.degrade)
+        self.augment_given = self.augment is not None
         if self.augment is None:
             self.augment = "dihedral" if self.degrade == "patch" and not self.full_train else "none"
         check_augment(self.augment, self.degrade)
@@ -128,3 +130,37 @@ def check_sizes(config: PrepareConfig, ratio: int) -> None:
     ):
         if value < ratio or value % ratio:
             raise UserInputError(f"{flag} {value} must be a positive multiple of the ratio {ratio}")
+
+
+def training_bytes(config: PrepareConfig, train: list[Rect], channels: int, guide: int, ratio: int) -> int:
+    """Bytes of the training file's float64 arrays (gt, up, lr, guide) over the regions ``train``,
+    with ``config.augment``'s copies."""
+    p = config.patch
+    per_sample = 8 * (2 * channels * p * p + channels * (p // ratio) ** 2 + guide * p * p)
+    samples = sum(count_patches(r, p, config.stride) for r in train)
+    return samples * per_sample * (8 if config.augment == "dihedral" else 1)
+
+
+def free_memory() -> int:
+    """Bytes of memory available now (Linux's MemAvailable); unlimited where it is not known."""
+    try:
+        with open("/proc/meminfo") as info:
+            lines = [line.split() for line in info if line.startswith("MemAvailable:")]
+        return int(lines[0][1]) * 1024
+    except (OSError, IndexError, ValueError):  # not Linux
+        return 2**62
+
+
+def fit_augment(config: PrepareConfig, train_bytes: int, free: int | None = None) -> str | None:
+    """Write each patch once when the default eight-transform training file would take more than
+    a third of the free memory (prepare holds it about twice): sets ``config.augment`` to 'none'
+    and returns the line to print; None (nothing changed) otherwise or when --augment was given."""
+    free = free_memory() if free is None else free
+    if config.augment != "dihedral" or config.augment_given or 3 * train_bytes <= free:
+        return None
+    config.augment = "none"
+    return (
+        f"note: all eight flips and turns would make a {train_bytes / 1e9:.1f} GB training file, more "
+        f"than a third of the {free / 1e9:.1f} GB of free memory: writing each patch once (train it "
+        "with data.augment: dihedral), or pass --augment dihedral to write the eight copies anyway"
+    )

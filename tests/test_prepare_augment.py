@@ -107,3 +107,28 @@ def test_augment_refuses_region_degradation_and_unknown_modes(tmp_path, capsys):
     assert PrepareConfig(ms=["a.tif"], out="o", name="n", full_train=True).augment == "none"
     with pytest.raises(UserInputError, match="--augment dihedral and --full-train: .* add --augment none"):
         PrepareConfig(ms=["a.tif"], out="o", name="n", full_train=True, augment="dihedral")
+
+
+def test_default_falls_back_to_each_patch_once_when_memory_is_short(tmp_path, monkeypatch, capsys):
+    """The default eight copies are dropped, with one printed line, when the training file would
+    take more than a third of the free memory; a given --augment dihedral is kept."""
+    import data.prepare_config as prepare_config
+    from data.split import Rect
+
+    config = PrepareConfig(ms=["a.tif"], out="o", name="n", patch=8, stride=4)
+    regions = [Rect(0, 0, 16, 16)]  # 9 patches of 4 bands 8 x 8, ratio 2, one guide band
+    per_sample = 8 * (2 * 4 * 64 + 4 * 16 + 64)
+    assert prepare_config.training_bytes(config, regions, 4, 1, 2) == 9 * 8 * per_sample
+    assert prepare_config.fit_augment(config, 1000, free=3000) is None and config.augment == "dihedral"
+    note = prepare_config.fit_augment(config, 1000, free=2999)
+    assert config.augment == "none" and "pass --augment dihedral" in note and note.count("\n") == 0
+    given = PrepareConfig(ms=["a.tif"], out="o", name="n", augment="dihedral")
+    assert prepare_config.fit_augment(given, 1000, free=10) is None and given.augment == "dihedral"
+
+    _scene(tmp_path)
+    monkeypatch.setattr(prepare_config, "free_memory", lambda: 10_000)
+    once, _, attrs = _prepare(tmp_path, "short")
+    assert attrs["train_augment"] == "none" and "--augment none" in attrs["command"]
+    assert len(once["gt"]) == len(once["origin"]) and "free memory" in capsys.readouterr().out
+    eight, _, attrs = _prepare(tmp_path, "given", "--augment", "dihedral")
+    assert attrs["train_augment"] == "dihedral" and len(eight["gt"]) == 8 * len(once["gt"])
