@@ -304,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training patches each in all eight flips and quarter turns, transformed at full "
         "resolution and then degraded, so every copy keeps a real file's decimation phase "
-        "(dihedral, the default with --degrade patch; 8x the training file), or as cut (none, the "
-        "default with --degrade region)",
+        "(dihedral, the default with --degrade patch unless 8x the file would not fit in memory), "
+        "or as cut (none, the default with --degrade region or --full-train)",
     )
     p.add_argument(
         "--val-fraction",
