@@ -5,7 +5,8 @@ identity and the transpose only. A flip moves the low-resolution sampling grid: 
 protocol keeps gt rows ``ratio * i + ratio // 2`` (the toolbox's decimation phase), a flipped
 patch has its samples at ``ratio * i + ratio - 1 - ratio // 2``, a different phase for every even
 ratio, so the network is also trained on a geometry that no real file has. The transpose swaps
-rows and columns and keeps the phase on both axes.
+rows and columns and keeps the phase on both axes. ``python -m data.prepare --augment dihedral``
+makes all eight exactly instead: each full-resolution patch is transformed, then degraded.
 """
 
 from __future__ import annotations

@@ -55,12 +55,7 @@ class PrepareConfig:
         self.augment_given = self.augment is not None
         if self.augment is None:
             self.augment = "dihedral" if self.degrade == "patch" and not self.full_train else "none"
-        check_augment(self.augment, self.degrade)
-        if self.augment == "dihedral" and self.full_train:
-            raise UserInputError(
-                "--augment dihedral and --full-train: the native-resolution files pair with the "
-                "reduced ones patch for patch; add --augment none"
-            )
+        check_augment(self.augment, self.degrade, self.full_train)
 
     def argv(self) -> list[str]:
         """The ``python -m data.prepare`` arguments that build the same files."""

@@ -90,12 +90,18 @@ AUGMENT_MODES = ("none", "dihedral")
 """Training patches as cut ('none'), or each in all eight flips and quarter turns ('dihedral')."""
 
 
-def check_augment(augment: str, degrade: str) -> str:
-    """``augment`` if it is one of AUGMENT_MODES and fits ``degrade``, else a one-line UserInputError."""
+def check_augment(augment: str, degrade: str, full_train: bool = False) -> str:
+    """``augment`` if it is one of AUGMENT_MODES and fits ``degrade`` and ``full_train``, else a
+    one-line UserInputError."""
     if augment not in AUGMENT_MODES:
         raise UserInputError(f"--augment must be one of {', '.join(AUGMENT_MODES)}, got '{augment}'")
     if augment == "dihedral" and degrade != "patch":
         raise UserInputError("--augment dihedral needs --degrade patch (each copy is degraded on its own)")
+    if augment == "dihedral" and full_train:
+        raise UserInputError(
+            "--augment dihedral and --full-train: the native-resolution files pair with the "
+            "reduced ones patch for patch; add --augment none"
+        )
     return augment
 
 
