@@ -1,7 +1,10 @@
-"""RAMSF speed: the fast CSFPA (the defaults: ``factored_query='fast'``, channels_last) against the
-plain formulation (``factored_query=False``, N x C x H x W, 16384-pixel chunks: the test oracle),
-both in the same process, interleaved step by step (this VM's CPU is shared: only ratios within
-one run are meaningful). The last column is the gain of the fast configuration (> 1: better).
+"""RAMSF speed: what train.py runs (the defaults: ``factored_query='fast'``, channels_last, the
+padding convolutions and shared-slope PReLUs of models/blocks.py, Adam fused by
+engine.training_parts.build_optimizer) against the plain formulation (``factored_query=False``,
+N x C x H x W, 16384-pixel chunks: the test oracle, built from stock ``nn.Conv2d`` and ``nn.PReLU``
+with the same weights, and stepped by the stock ``torch.optim.Adam``), both in the same process,
+interleaved step by step (this VM's CPU is shared: only ratios within one run are meaningful).
+The last column is the gain of the fast configuration (> 1: better).
 
     python bench/bench_ramsf.py            # CPU: both training cases, 256 and 512 inference, scene
     python bench/bench_ramsf.py --quick    # fewer steps, 256 inference only, no scene
@@ -14,7 +17,9 @@ batch 8, at about the same patches/s). The median step of each
 configuration, interleaved. The float32 sgemm peak (a square matmul loop) is measured in the same
 rounds; each configuration's effective GFLOP/s (FLOPs of the plain step, counted by
 ``torch.utils.flop_counter.FlopCounterMode``, over its time) and its share of that peak are printed,
-and with ``--split`` the LHSDR / CSFPA parts of each step. Inference: the best of three
+and with ``--split`` the LHSDR / CSFPA parts of each step. A third configuration, the fast one
+with stock ``nn.Conv2d``, ``nn.PReLU`` and Adam (the step before those blocks), shows what they gain,
+in float32 and, where the device has native bf16, under bf16 autocast. Inference: the best of three
 (interleaved) seconds of one image; the scene (whole image in 512 tiles, engine/tiling.py) is run
 in a fresh process per configuration, so its peak memory is its own.
 """
@@ -35,22 +40,51 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from engine.training_parts import AMP_DTYPES, autocast, resolve_amp
+from engine.options import OptimizerOptions
+from engine.training_parts import AMP_DTYPES, autocast, build_optimizer, resolve_amp
 from models import MODELS
+from models.blocks import Conv3x3, SharedPReLU
 
 CASES = {  # name: (bands, ratio, guide size, batch)
     "WV3 8+1 bands, 64x64, ratio 4, batch 32": (8, 4, 64, 32),
     "demo 7+1 bands, 32x32, ratio 2, batch 16": (7, 2, 32, 16),
 }
 PLAIN = {"factored_query": False, "channels_last": False, "query_chunk": 16384}
+STOCK = "stock"
+"""The fast formulation with stock modules and Adam (this repository before models/blocks.py's
+Conv3x3 and SharedPReLU and the fused Adam): the third configuration of a training case."""
+
+
+def stock_modules(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every Conv3x3 and SharedPReLU replaced by the stock ``nn.Conv2d`` and
+    ``nn.PReLU`` of the same function and weights (in place; returned)."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, Conv3x3):
+                stock = torch.nn.Conv2d(
+                    child.in_channels, child.out_channels, 3, padding=1, padding_mode=child.padding_mode
+                )
+            elif isinstance(child, SharedPReLU):
+                stock = torch.nn.PReLU(num_parameters=1)
+            else:
+                continue
+            stock.load_state_dict(child.state_dict())
+            setattr(module, name, stock)
+    return model
 
 
 def build(fast: bool, device: torch.device, bands: int = 8, ratio: int = 4) -> torch.nn.Module:
     """The released RAMSF for ``bands`` + PAN: the defaults (fast) or the plain formulation."""
     torch.manual_seed(0)
-    return MODELS.build(
-        "RAMSF", lr_channels=bands, guide_channels=1, ratio=ratio, **({} if fast else PLAIN)
-    ).to(device)
+    model = MODELS.build("RAMSF", lr_channels=bands, guide_channels=1, ratio=ratio, **({} if fast else PLAIN))
+    return (model if fast else stock_modules(model)).to(device)
+
+
+def optimizer_for(fast: bool, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """train.py's Adam (fused where torch has it) for the fast configuration, the stock one for the plain."""
+    if fast:
+        return build_optimizer(model.parameters(), OptimizerOptions(name="Adam", lr=1e-4))
+    return torch.optim.Adam(model.parameters(), 1e-4)
 
 
 def inputs(bands: int, ratio: int, size: int, batch: int, device: torch.device):
@@ -138,23 +172,25 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
     bands, ratio, size, batch_size = CASES[name]
     batch = inputs(bands, ratio, size, batch_size, device)
     models = {fast: build(fast, device, bands, ratio) for fast in (False, True)}
-    optimizers = {fast: torch.optim.Adam(m.parameters(), 1e-4) for fast, m in models.items()}
-    flops = {fast: step_flops(m, batch, context) for fast, m in models.items()}
-    configs = {"plain": (False, context), "fast": (True, context)}
+    models[STOCK] = stock_modules(build(True, device, bands, ratio))
+    optimizers = {key: optimizer_for(key is True, m) for key, m in models.items()}
+    flops = {fast: step_flops(models[fast], batch, context) for fast in (False, True)}
+    configs = {"plain": (False, context), "fast": (True, context), "stock": (STOCK, context)}
     if args.amp == "none" and resolve_amp(device, "auto") == "bf16":
         configs["fast bf16"] = (True, autocast(device, "bf16"))
+        configs["stock bf16"] = (STOCK, autocast(device, "bf16"))
     times: dict[str, list[float]] = {label: [] for label in configs}
     parts: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     peaks, bf16_peaks = [], []
     for step in range(args.steps + 1):  # step 0 warms up; the order alternates
         order = list(configs) if step % 2 else list(reversed(configs))
         for label in order:
-            fast, ctx = configs[label]
-            seconds = timed(lambda f=fast, c=ctx: train_step(models[f], optimizers[f], batch, c), device)
+            key, ctx = configs[label]
+            seconds = timed(lambda k=key, c=ctx: train_step(models[k], optimizers[k], batch, c), device)
             if step:
                 times[label].append(seconds)
                 if args.split and label in ("plain", "fast"):
-                    parts[fast].append(split_seconds(models[fast], batch, context, device))
+                    parts[key].append(split_seconds(models[key], batch, context, device))
         if step:
             peaks.append(2 * args.peak_size**3 / sgemm_seconds(args.peak_size, device) / 1e9)
             if "fast bf16" in configs:
@@ -197,7 +233,23 @@ def train_case(name: str, args, device: torch.device, context) -> list[tuple]:
             flops[False] / flops[True],
         ),
     ]
+    rows.append(
+        (
+            "  fast, stock nn.Conv2d / nn.PReLU / Adam (before): patches/s",
+            batch_size / medians["stock"],
+            batch_size / seconds[True],
+            medians["stock"] / seconds[True],
+        )
+    )
     if "fast bf16" in medians:
+        rows.append(
+            (
+                "  the same under bf16 autocast: patches/s",
+                batch_size / medians["stock bf16"],
+                batch_size / medians["fast bf16"],
+                medians["stock bf16"] / medians["fast bf16"],
+            )
+        )
         rows.append(
             (
                 "  fast under bf16 autocast (amp auto here), patches/s",

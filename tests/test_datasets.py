@@ -174,6 +174,23 @@ def test_reads_index_one_sample_at_a_time(monkeypatch):
     assert all(isinstance(a, (int, np.integer)) for a in requests)
 
 
+def test_datasets_are_looked_up_by_name_once_per_process(monkeypatch):
+    lookups = []
+    original = h5py.Group.__getitem__
+
+    def spy(self, name):
+        lookups.append(name)
+        return original(self, name)
+
+    ds = open_fixture("wv3")
+    monkeypatch.setattr(h5py.Group, "__getitem__", spy)
+    first = [ds[i % 4]["gt"] for i in range(10)]
+    assert sorted(lookups) == sorted(ds.keys.values())  # one lookup per key, not one per read
+    ds.close()
+    assert ds._arrays == {} and torch.equal(ds[0]["gt"], first[0])  # reopened after close
+    assert len(lookups) == 8
+
+
 def test_dataloader_with_two_workers():
     ds = open_fixture("wv3")
     reference = [ds[i] for i in range(len(ds))]  # opens a handle before the workers fork
