@@ -109,7 +109,7 @@ def build_optimizer(params, opts: OptimizerOptions) -> torch.optim.Optimizer:
             return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
         cls = torch.optim.Adam if opts.name == "Adam" else torch.optim.AdamW
         # one fused kernel over all parameters where torch has it (CPU and CUDA): the same update
-        # to float rounding, 4x faster than the default on the CPU for RAMSF's 0.6 M parameters
+        # to float rounding; RAMSF's 0.6 M parameters, 2 CPU cores: 1.1 ms a step against 3.1 ms
         fused = all(p.device.type in FUSED_ADAM_DEVICES and p.is_floating_point() for p in params)
         return cls(
             params,

@@ -30,7 +30,7 @@ class Conv3x3(nn.Conv2d):
 
     'reflect' and 'replicate' pad in the input's dtype also under autocast, which would pad in
     float32 (those pads are on its float32 list) and cast back: two copies of every activation and
-    of its gradient per convolution (4 % of a bf16 training step on the demo, bench_ramsf.py).
+    of its gradient per convolution (about 4 % of a bf16 training step of the demo's RAMSF).
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "zeros"):
@@ -47,7 +47,7 @@ class Conv3x3(nn.Conv2d):
 class _SharedPReLU(torch.autograd.Function):
     """prelu(x, slope) with one slope for every channel, its backward in three fast kernels
     (threshold, lerp, a reduction) instead of aten's PReLU backward (a slow generic kernel on
-    CPUs: 1.4 ms against 0.3 ms for 8 x 64 x 32 x 32 in bf16)."""
+    CPUs: forward + backward 3.5 ms against 4.7 ms for 16 x 64 x 32 x 32 float32 on 2 cores)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, slope: Tensor) -> Tensor:  # noqa: D102

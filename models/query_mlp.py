@@ -30,6 +30,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from models.blocks import autocast_off
+
 _threshold_backward = torch.ops.aten.threshold_backward
 
 
@@ -258,7 +260,7 @@ def fast_query(
         dtype = torch.get_autocast_dtype(device_type)
         cells, guides, rel = cells.to(dtype), guides.to(dtype), rel.to(dtype)
         params = [p.to(dtype) for p in params]
-        with torch.autocast(device_type, enabled=False):
+        with autocast_off(device_type):
             return fast_query(cells, guides, rows, cols, rel, params, chunk, recompute)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (cells, guides, *params))
     if not needs_grad:
