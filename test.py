@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.options import add_option_arguments, load_options
+from engine.options import add_option_arguments, load_command_options
 from engine.tester import run_tests
 from utils.errors import exit_on_user_error
 
@@ -22,11 +22,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     add_option_arguments(parser)
     args = parser.parse_args(argv)
-    options = load_options(args.option_path, args.set)
-    if options.demo:
-        from data.demo import ensure_demo
-
-        ensure_demo(options.demo)
+    options = load_command_options(args.option_path, args.set)
     if not options.compare.methods:
         return run_tests(options)
     from engine.compare import run_comparison

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from engine.distributed import broadcast_object, init_distributed, shutdown
-from engine.options import add_option_arguments, load_options
+from engine.options import add_option_arguments, load_command_options
 from engine.run_dir import find_resume, log_to_file, open_run, setup_logger
 from engine.trainer import Trainer
 from engine.training_parts import seed_everything
@@ -28,11 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="stop (with a checkpoint) once this global step is reached; run again to resume",
     )
     args = parser.parse_args(argv)
-    options = load_options(args.option_path, args.set)
-    if options.demo:
-        from data.demo import ensure_demo
-
-        ensure_demo(options.demo)
+    options = load_command_options(args.option_path, args.set)
     world = init_distributed(options.device)
     try:
         run, resume_path = broadcast_object(find_resume(options) if world.is_main else None, world)

@@ -19,7 +19,6 @@ written to ``--out`` with the machine named.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,12 +29,13 @@ sys.path.insert(0, str(ROOT))
 import torch
 from torch.utils.data import DataLoader
 
+from bench.timing import train_process
 from data.datasets import FusionH5Dataset
 from data.demo import ensure_demo
 from engine.adapt import adapt
 from engine.evaluation import Scores, evaluate, score_batch
 from engine.options import FULL_VALIDATION, REDUCED_VALIDATION, Options, load_options
-from engine.run_dir import environment_report, list_runs
+from engine.run_dir import environment_report
 from engine.tester import load_trained_model
 from engine.training_parts import select_device
 from metrics.report import HIGHER_IS_BETTER, format_mean_std
@@ -51,13 +51,7 @@ def train(recipe: str, model: str, iterations: int | None, log_root: Path) -> tu
     sets = [f"log_root={log_root}", f"name={model}_{recipe}", "train.resume=none", f"model={{name: {model}}}"]
     if iterations is not None:  # one validation at the end at least, so that best.pth exists
         sets += [f"train.iterations={iterations}", f"val.every={min(iterations, 200)}"]
-    command = [sys.executable, str(ROOT / "train.py"), "--option_path", str(ROOT / RECIPES[recipe])]
-    for item in sets:
-        command += ["--set", item]
-    start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    return list_runs(load_options(ROOT / RECIPES[recipe], sets))[-1], seconds
+    return train_process(ROOT, RECIPES[recipe], sets)
 
 
 def score_trained(run: Path, files: dict[str, FusionH5Dataset], device: torch.device) -> Scores:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,10 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 import yaml
 
+from bench.timing import train_process
 from charts.figures import draw_comparison
 from engine.compare import run_comparison
 from engine.options import load_options
-from engine.run_dir import environment_report, list_runs
+from engine.run_dir import environment_report
 from metrics.report import HIGHER_IS_BETTER, format_mean_std
 
 SHOWCASES = {
@@ -58,14 +58,7 @@ def train(
     sets = [*extra, f"log_root={log_root}", f"name={name}", "train.resume=none"]
     if model is not None:
         sets.append(f"model={{name: {model}}}")
-    command = [sys.executable, str(ROOT / "train.py"), "--option_path", str(ROOT / option_path)]
-    for item in sets:
-        command += ["--set", item]
-    start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    options = load_options(ROOT / option_path, sets)
-    return list_runs(options)[-1], seconds
+    return train_process(ROOT, option_path, sets)
 
 
 def record(ledger: Path, name: str, run: Path, seconds: float) -> dict:

@@ -354,7 +354,7 @@ def main() -> None:
         return
     quick = args.quick
     args.steps = args.steps or (2 if quick else 5)
-    args.sizes = args.sizes or ("256" if quick else "256,512")
+    args.sizes = ("256" if quick else "256,512") if args.sizes is None else args.sizes  # "": none
     args.scene = (0 if quick else 2048) if args.scene is None else args.scene
     args.peak_size = args.peak_size or (2048 if quick else 4096)
     device = torch.device(args.device)

@@ -302,6 +302,7 @@ class FusionH5Dataset(Dataset):
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._arrays: dict[str, h5py.Dataset] = {}  # the open file's datasets by field
+        self._floats: list[str] = []  # its fields of a float dtype
 
     def _checked_ratio(self, ratio: int | None) -> int:
         found = self.size[0] // self.lr_size[0]
@@ -323,16 +324,18 @@ class FusionH5Dataset(Dataset):
             self._pid = os.getpid()
             # looked up once: a lookup by name costs four times the read of a sample's array
             self._arrays = {field: self._file[key] for field, key in self.keys.items()}
+            # integer fields cannot hold NaN or Inf: only the float ones are checked per read
+            self._floats = [f for f, a in self._arrays.items() if not np.issubdtype(a.dtype, np.integer)]
         return self._file
 
     def close(self) -> None:
         """Close this process's file handle (reopened on the next read)."""
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
-        self._file, self._pid, self._arrays = None, None, {}
+        self._file, self._pid, self._arrays, self._floats = None, None, {}, []
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_file": None, "_pid": None, "_arrays": {}}
+        return {**self.__dict__, "_file": None, "_pid": None, "_arrays": {}, "_floats": []}
 
     def __getitem__(self, index: int) -> dict:
         """Sample ``index``: float32 tensors lr, up, guide (and gt) divided by ``scale``."""
@@ -345,8 +348,7 @@ class FusionH5Dataset(Dataset):
             field: torch.from_numpy((np.asarray(array, dtype=np.float64) / self.scale).astype(np.float32))
             for field, array in arrays.items()
         }
-        floats = [f for f, array in arrays.items() if not np.issubdtype(array.dtype, np.integer)]
-        bad = [self.keys[f] for f in floats if not torch.isfinite(sample[f]).all()]
+        bad = [self.keys[f] for f in self._floats if not torch.isfinite(sample[f]).all()]
         if bad:
             raise UserInputError(
                 f"{self.path}: NaN or Inf pixels in {_listing(bad)} of sample "

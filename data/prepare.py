@@ -1,6 +1,6 @@
 """``python -m data.prepare``: training, validation and test HDF5 files from one scene.
 
-The files mirror the public collections (see docs/datasets.md): ``DIR/train_NAME.h5``,
+The files mirror the public collections (README, "Using each task's data"): ``DIR/train_NAME.h5``,
 ``valid_NAME.h5``, ``test_NAME_multiExm1.h5`` (reduced resolution, with ground truth) and
 ``test_NAME_OrigScale_multiExm1.h5`` (full resolution, no ground truth), arrays N x C x H x W
 float64 at digital-number scale (divide by the ``scale`` attribute to get [0, 1]). With

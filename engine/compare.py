@@ -26,6 +26,7 @@ from engine.model_record import check_against_record, is_training_free
 from engine.options import CompareMethod, Options, load_options
 from engine.run_dir import create_run_dir, device_name
 from engine.tester import find_checkpoint, load_trained_model, test_files, training_free_model
+from engine.training_files import check_dim_cut
 from engine.training_parts import select_device
 from engine.visualize import default_rgb_bands
 from metrics.report import FULL_KEYS, HIGHER_IS_BETTER, REDUCED_KEYS, csv_number, format_mean_std
@@ -87,12 +88,21 @@ def run_comparison(options: Options, log=print) -> dict:
     first = datasets[0][0]
     for data, _ in datasets[1:]:
         check_compatible(first, data, "test file")
+    for data, reduced in datasets:
+        if reduced:
+            check_dim_cut(data, options.test.dim_cut, "test.dim_cut")
     if options.compare.image >= len(first):
         raise UserInputError(
             f"compare.image is {options.compare.image} but '{first.path}' has {len(first)} images"
         )
     sample = next(iter(DataLoader(torch.utils.data.Subset(first, [options.compare.image]), batch_size=1)))
     sample = to_device(sample, device)
+    methods = []  # every method is loaded (and checked) before the run folder is made
+    for entry in options.compare.methods:
+        label, model, source = load_method(entry, options, first, device)
+        if label in [m[0] for m in methods]:
+            raise UserInputError(f"two compare.methods rows are called '{label}': give them distinct labels")
+        methods.append((label, model, source))
     run_dir = create_run_dir(options)
     results: dict = {
         "name": options.name,
@@ -109,10 +119,8 @@ def run_comparison(options: Options, log=print) -> dict:
     if "gt" in sample:
         images["gt"] = sample["gt"]
     common = dict(scale=options.data.scale, dim_cut=options.test.dim_cut, sensor=options.data.sensor)
-    for entry in options.compare.methods:
-        label, model, source = load_method(entry, options, first, device)
-        if label in results["methods"]:
-            raise UserInputError(f"two compare.methods rows are called '{label}': give them distinct labels")
+    while methods:
+        label, model, source = methods.pop(0)
         log(f"{label}: {source}")
         with torch.no_grad():
             start = time.perf_counter()

@@ -11,12 +11,12 @@ the step and the validation history; with ``--test OPTIONS`` also the test indic
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 from engine.checkpoint import load_checkpoint, save_atomic
 from engine.options import load_options
+from engine.run_dir import run_of, source_commit
 from engine.tester import run_tests
 from utils.cli import OneLineParser
 from utils.errors import UserInputError, exit_on_user_error
@@ -34,24 +34,12 @@ def source_checkpoint(path: Path) -> Path:
     return path
 
 
-def git_commit(folder: Path) -> str | None:
-    """The commit checked out in ``folder`` (None outside a git checkout)."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip()
-
-
 def run_files(path: Path) -> dict[str, str | None]:
     """command.txt, options.yml and the commit line of environment.txt of the run folder holding
     checkpoint ``path`` (None each when the checkpoint is not in a run folder)."""
-    run = path.parent.parent
-    in_run = path.parent.name == "checkpoints" and (run / "options.yml").is_file()
+    run = run_of(path)
     read = {
-        n: (run / n).read_text() if in_run and (run / n).is_file() else None
+        n: (run / n).read_text() if run is not None and (run / n).is_file() else None
         for n in ("command.txt", "options.yml", "environment.txt")
     }
     commits = [
@@ -97,7 +85,7 @@ def export(source: Path, out: Path, test_options: Path | None = None) -> dict:
         "validation": state.get("history"),
     }
     if info["commit"] is None:
-        info["commit"] = git_commit(Path(__file__).resolve().parents[1])
+        info["commit"] = source_commit()
         info["commit_note"] = "the commit checked out at export time (the run did not record one)"
     if test_options is not None:
         info["test"] = test_means(test_options, out)

@@ -202,6 +202,11 @@ class CompositeLoss(nn.Module):
         self.losses = nn.ModuleList(
             build_term(term[0], term[2] if len(term) > 2 else {}, defaults or {}) for term in terms
         )
+        # a name given twice (e.g. two windows of one loss) is logged as name_1, name_2
+        self.labels = [
+            n if self.names.count(n) == 1 else f"{n}_{self.names[: i + 1].count(n)}"
+            for i, n in enumerate(self.names)
+        ]
         self.parts: dict[str, float] = {}
 
     @property
@@ -221,7 +226,7 @@ class CompositeLoss(nn.Module):
 
     def forward(self, fused: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
         values = [loss(fused, batch) for loss in self.losses]
-        self.parts = {n: float(v.detach()) for n, v in zip(self.names, values, strict=True)}
+        self.parts = {n: float(v.detach()) for n, v in zip(self.labels, values, strict=True)}
         return sum(w * v for w, v in zip(self.weights, values, strict=True))
 
 

@@ -61,7 +61,19 @@ class DataOptions:
     def check(self) -> None:
         if self.scale <= 0:
             raise UserInputError(f"option 'data.scale' must be positive, got {self.scale}")
-        canonical_sensor(self.sensor)
+        for key, check, value in (
+            ("sensor", canonical_sensor, self.sensor),
+            ("type", DATASETS.get, self.type),
+        ):
+            try:
+                check(value)
+            except UserInputError as exc:
+                raise UserInputError(f"option 'data.{key}': {exc}") from None
+        if self.max_valid_samples is not None and self.max_valid_samples < 1:
+            raise UserInputError(
+                f"option 'data.max_valid_samples' is {self.max_valid_samples}: "
+                "give 1 or more, or null for all"
+            )
         if self.rgb_bands is not None and (len(self.rgb_bands) != 3 or min(self.rgb_bands) < 0):
             raise UserInputError(
                 "option 'data.rgb_bands' must be three band indices (0-based), e.g. [4, 2, 1]"
@@ -115,7 +127,7 @@ class OptimizerOptions:
 @dataclass
 class SchedulerOptions:
     name: Literal["none", "MultiStepLR", "CosineAnnealingLR"] = "none"
-    milestones: list[int] = field(default_factory=list)  # in epochs (MultiStepLR)
+    milestones: list[int] = field(default_factory=list)  # MultiStepLR: in epochs or iterations, as trained
     gamma: float = 0.1  # MultiStepLR factor
     eta_min: float = 0.0  # cosine floor
 
@@ -132,7 +144,8 @@ class TrainOptions:
     grad_clip: float | None = None  # max gradient norm
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/Inf loss does
     # mixed precision: bf16, fp16 (GPUs, with loss scaling), auto (bf16 where the device computes
-    # bf16 natively: GPUs, CPUs with AMX or AVX-512 BF16; float32 elsewhere) or none
+    # bf16 natively: GPUs, CPUs with AMX or AVX-512 BF16; float32 elsewhere) or none; also what
+    # predict.py --adapt trains in
     amp: Literal["none", "auto", "bf16", "fp16"] = "none"
     resume: str = "auto"  # auto (latest checkpoint of this run name), none, or a checkpoint path
     init_from: str | None = None  # start from these weights (same model record), fresh optimizer, step 0
@@ -142,11 +155,21 @@ class TrainOptions:
     def check(self) -> None:
         if (self.epochs is None) == (self.iterations is None):
             raise UserInputError("set exactly one of 'train.epochs' and 'train.iterations'")
-        if (self.epochs or self.iterations) < 1:
-            raise UserInputError("option 'train.epochs' / 'train.iterations' must be at least 1")
+        length, key = (self.epochs, "epochs") if self.epochs is not None else (self.iterations, "iterations")
+        if length < 1:
+            raise UserInputError(f"option 'train.{key}' is {length}: it must be at least 1")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise UserInputError(
+                f"option 'train.grad_clip' is {self.grad_clip}: give a positive gradient norm "
+                "(e.g. 1.0), or leave it out for no clipping"
+            )
         if not self.loss:
             raise UserInputError(
                 "option 'train.loss' needs at least one term, e.g. [{name: L1, weight: 1.0}]"
+            )
+        if self.patch_size is not None and self.patch_size < 1:
+            raise UserInputError(
+                f"option 'train.patch_size' is {self.patch_size}: give 1 or more pixels, or null"
             )
         for key in ("batch_size", "log_every", "save_every"):
             if getattr(self, key) < 1:
@@ -345,3 +368,14 @@ def model_kwargs(options: Options) -> tuple[str, dict[str, Any]]:
     if not isinstance(name, str):
         raise UserInputError(f"option 'model.name' must be a string, got {name!r}")
     return name, spec
+
+
+def load_command_options(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Options:
+    """The options of a train.py or test.py command: :func:`load_options`, then the demo's data
+    files built from the shipped crops when ``demo`` names one (a few seconds, the first time)."""
+    options = load_options(path, overrides)
+    if options.demo:
+        from data.demo import ensure_demo
+
+        ensure_demo(options.demo)
+    return options

@@ -149,11 +149,19 @@ def latest_checkpoint(options: Options, name: str = "latest.pth") -> Path | None
     return None
 
 
+def run_of(checkpoint: Path) -> Path | None:
+    """The train.py run folder a checkpoint sits in (``RUN/checkpoints/NAME.pth`` beside
+    ``RUN/options.yml``), or None for a file elsewhere."""
+    run = checkpoint.parent.parent
+    return run if checkpoint.parent.name == "checkpoints" and (run / "options.yml").is_file() else None
+
+
 def find_resume(options: Options) -> tuple[Path | None, Path | None]:
     """The run folder to continue (None: a new one) and the checkpoint to resume from.
 
     ``train.resume: auto`` continues the newest run of the same name in its own folder when it
-    has a ``latest.pth``; ``none`` starts a new run; a path resumes from that file in a new run.
+    has a ``latest.pth``; ``none`` starts a new run; a path resumes from that file in a new run
+    (refused, as ``auto`` is, when the options differ from those of the run folder it sits in).
     Only reads: nothing is written until :func:`open_run`, once every input has been checked.
     """
     resume = options.train.resume
@@ -171,6 +179,9 @@ def find_resume(options: Options) -> tuple[Path | None, Path | None]:
         raise UserInputError(
             f"option 'train.resume' is '{resume}', which is no file: use auto, none or a checkpoint path"
         )
+    source = run_of(path)
+    if source is not None:
+        check_same_training(options, source)
     return None, path
 
 
@@ -236,5 +247,6 @@ def check_same_training(options: Options, run: Path) -> None:
     if changed:
         raise UserInputError(
             f"the options differ from those of the run being resumed ({run}): {'; '.join(changed[:4])}; "
-            "set train.resume: none to start a new run with them"
+            "set train.resume: none to start a new run with them (train.init_from: a checkpoint "
+            "starts one from its weights)"
         )

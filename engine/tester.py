@@ -18,7 +18,8 @@ from engine.model_record import (
     training_free_record,
 )
 from engine.options import Options, model_kwargs
-from engine.run_dir import create_run_dir, list_runs
+from engine.run_dir import create_run_dir, list_runs, run_of
+from engine.training_files import check_dim_cut
 from engine.training_parts import select_device
 from metrics.report import csv_number, format_mean_std
 from utils.errors import UserInputError
@@ -87,9 +88,7 @@ def model_for_testing(
         return model, record, None, "training-free"
     path = find_checkpoint(options)
     model, record = load_trained_model(options, path, device)
-    run = path.parent.parent
-    in_run = path.parent.name == "checkpoints" and (run / "options.yml").is_file()
-    return model, record, run if in_run else None, str(path)
+    return model, record, run_of(path), str(path)
 
 
 def training_free_model(
@@ -155,6 +154,8 @@ def run_tests(options: Options, log=print) -> dict:
     for file, reduced in test_files(options):
         data = options.data.dataset(file, require_gt=reduced)
         check_against_record(data, record, file, "test")
+        if reduced:
+            check_dim_cut(data, options.test.dim_cut, "test.dim_cut")
         opened.append((file, reduced, data))
     run_dir = run_dir or create_run_dir(options)
     for file, reduced, data in opened:

@@ -34,6 +34,7 @@ from engine.training_parts import (
     autocast,
     build_optimizer,
     build_scheduler,
+    check_optimizer_state,
     grad_scaler,
     resolve_amp,
     select_device,
@@ -115,9 +116,11 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     @property
     def checkpoint_dir(self) -> Path:
+        """RUN/checkpoints: latest.pth and best.pth."""
         return self.run_dir / "checkpoints"
 
     def state(self) -> dict:
+        """Everything a resume needs: weights, optimizer, scheduler, scaler, step, best, history."""
         return {
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -132,11 +135,13 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
+        """Write the state atomically to checkpoints/``name`` (rank 0), all ranks waiting for it."""
         if self.world.is_main:
             save_atomic(self.state(), self.checkpoint_dir / name)
         barrier(self.world)  # no rank runs ahead of a checkpoint it might need
 
     def resume_from(self, path: Path) -> None:
+        """Continue from a train.py checkpoint: its weights, optimizer, scheduler and step."""
         state = load_checkpoint(path)
         missing = [k for k in ("optimizer", "scheduler", "step", "best") if k not in state]
         if missing:
@@ -147,6 +152,7 @@ class Trainer:
         if isinstance(state.get("model_record"), dict):
             check_resumable(state["model_record"], self.record, str(path))
         load_model_weights(self.net, state, str(path))
+        check_optimizer_state(state["optimizer"], self.optimizer, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -231,7 +237,7 @@ class Trainer:
     def run_steps(self, end: int) -> dict:
         """The training loop from the current step to ``end``."""
         self.log.info(
-            f"training {type(self.net).__name__} ({count_parameters(self.net):,} parameters) on "
+            f"training {type(self.net).__name__} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
             f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}, "
             f"precision {AMP_NAMES[resolve_amp(self.device, self.options.train.amp)]}"
@@ -327,6 +333,7 @@ class Trainer:
         )
 
     def validate(self) -> Scores:
+        """Score the validation files, log them, keep the history and save best.pth on improvement."""
         kept: list[tuple[dict, torch.Tensor]] = []
 
         def keep(batch: dict, fused: torch.Tensor) -> None:
@@ -389,7 +396,3 @@ class Trainer:
         writer = self.writer.file_writer
         for summary_proto in hparams(options, metrics):
             writer.add_summary(summary_proto)
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

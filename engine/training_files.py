@@ -30,6 +30,17 @@ def open_training_file(options: Options, loss: CompositeLoss) -> FusionH5Dataset
     return train_set
 
 
+def check_dim_cut(dataset: FusionH5Dataset, dim_cut: int, key: str) -> None:
+    """Refuse a reduced-resolution file whose images the border cut (option ``key``) would empty:
+    checked when the file is opened, before a run folder exists."""
+    side = min(dataset.size)
+    if dim_cut and side < 2 * dim_cut + 2:
+        raise UserInputError(
+            f"option '{key}' is {dim_cut} but '{dataset.path}' has images of {dataset.size[0]}x"
+            f"{dataset.size[1]}, which that cut empties: set {key} to at most {max(side - 2, 0) // 2}, or 0"
+        )
+
+
 def open_validation_files(options: Options, train_set: FusionH5Dataset) -> dict[str, FusionH5Dataset]:
     """{'reduced': data.valid, 'full': data.valid_full} (those given), checked against the training
     file and against ``val.metric``, which must be an index that one of them gives."""
@@ -40,6 +51,8 @@ def open_validation_files(options: Options, train_set: FusionH5Dataset) -> dict[
             continue
         dataset = data.dataset(data.resolve(name), ratio=train_set.ratio, max_samples=data.max_valid_samples)
         check_compatible(train_set, dataset, "validation file")
+        if kind == "reduced":
+            check_dim_cut(dataset, options.val.dim_cut, "val.dim_cut")
         if kind == "reduced" and not dataset.has_gt:
             raise UserInputError(
                 f"validation file '{dataset.path}' has no ground truth (a full-resolution file): "

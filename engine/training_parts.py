@@ -28,7 +28,43 @@ def select_device(spec: str) -> torch.device:
         raise UserInputError(f"option 'device' is '{spec}': use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError("option 'device' asks for CUDA but no GPU is visible: set device: cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserInputError(
+            f"option 'device' is '{spec}' but {torch.cuda.device_count()} GPU(s) are visible: "
+            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or auto"
+        )
     return device
+
+
+OPTIMIZER_SETTINGS = (
+    "initial_lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "momentum",
+    "dampening",
+    "nesterov",
+    "amsgrad",
+)
+"""The param-group settings a resumed optimizer state must share with the options' optimizer."""
+
+
+def check_optimizer_state(saved: dict, optimizer: torch.optim.Optimizer, path: str) -> None:
+    """Refuse a checkpoint's optimizer state written by another optimizer or other settings:
+    ``load_state_dict`` would silently put the saved settings in place of the options' (or fail
+    inside ``step``, e.g. SGD's state under Adam)."""
+    for then, now in zip(saved.get("param_groups", []), optimizer.state_dict()["param_groups"], strict=False):
+        changed = [
+            f"{key} {then.get(key)!r} -> {now.get(key)!r}"
+            for key in OPTIMIZER_SETTINGS
+            if (key in then or key in now) and then.get(key) != now.get(key)
+        ]
+        if changed:
+            raise UserInputError(
+                f"checkpoint '{path}' holds the state of another optimizer setting ({'; '.join(changed)}): "
+                "resume with the train.optimizer and train.scheduler it was trained with, or start "
+                "from its weights with train.init_from"
+            )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

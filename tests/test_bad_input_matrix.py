@@ -201,6 +201,23 @@ def wrong_option_type(ws: Workspace) -> None:
     ws.set("train.iterations", "ten")
 
 
+@case("option 'train.grad_clip' is 0.0", "give a positive gradient norm")
+def gradient_clip_of_zero(ws: Workspace) -> None:
+    ws.set("train.grad_clip", 0)
+
+
+@case("option 'val.dim_cut' is 21", "16x16", "set val.dim_cut to at most 7, or 0")
+def validation_cut_larger_than_the_patches(ws: Workspace) -> None:
+    ws.set("data.valid", ws.train)
+    ws.set("val", {"every": 1, "unit": "iteration", "dim_cut": 21})
+
+
+@case("option 'test.dim_cut' is 21", "16x16", "set test.dim_cut to at most 7, or 0")
+def cut_larger_than_the_test_images(ws: Workspace) -> None:
+    ws.script = "test"
+    ws.set("test.dim_cut", 21)
+
+
 @case("refused by Adam", "Invalid beta", "betas in [0, 1)")
 def optimizer_value_out_of_range(ws: Workspace) -> None:
     ws.set("train.optimizer", {"name": "Adam", "betas": [1.5, 0.999]})

@@ -137,3 +137,39 @@ def test_a_training_free_method_is_tested_without_checkpoint_and_refused_by_trai
         train_script.main(["--option_path", str(options)])
     assert stop.value.code == 2
     assert "training-free" in capsys.readouterr().err
+
+
+def test_an_untrained_method_is_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    """A listed method with no trained run (after a valid one) stops the comparison with exit 2
+    and one line naming it, and no comparison folder is left behind."""
+    logs = tmp_path / "logs"
+    untrained = write(
+        tmp_path / "untrained.yml",
+        {
+            "name": "never_trained",
+            "task": "pansharpening",
+            "device": "cpu",
+            "log_root": str(logs),
+            "data": data_section("pansharpening"),
+            "model": {"name": "TinyFusion"},
+            "train": {"batch_size": 2, "iterations": 2},
+        },
+    )
+    compare = write(
+        tmp_path / "compare.yml",
+        {
+            "name": "cmp",
+            "task": "pansharpening",
+            "device": "cpu",
+            "log_root": str(logs),
+            "data": data_section("pansharpening"),
+            "test": {"dim_cut": 0},
+            "compare": {"methods": [{"model": {"name": "GSA"}}, {"option_path": str(untrained)}]},
+        },
+    )
+    with pytest.raises(SystemExit) as stop:
+        test_script.main(["--option_path", str(compare)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "never_trained" in err[0]
+    assert not (logs / "pansharpening" / "cmp").exists()

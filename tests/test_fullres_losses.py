@@ -139,3 +139,15 @@ def test_composite_fills_the_sensor_and_reports_what_needs_gt():
         loss.check(9, 4)
     with pytest.raises(UserInputError, match="option 'window' must be an integer >= 2"):
         LOSSES.build("SpatialConsistency", window=1)
+
+
+def test_a_loss_named_twice_is_logged_once_per_term():
+    """Two terms of one loss (here L1 at weights 1 and 0.5) were one ``parts`` entry, the second
+    overwriting the first in TensorBoard; now L1_1 and L1_2, each its own value."""
+    loss = CompositeLoss([("L1", 1.0), ("L1", 0.5), ("SAM", 0.1)])
+    gt = torch.rand(2, 3, 8, 8) + 0.1
+    fused = gt + 0.25
+    value = loss(fused, {"gt": gt})
+    assert list(loss.parts) == ["L1_1", "L1_2", "SAM"]
+    assert loss.parts["L1_1"] == loss.parts["L1_2"] == pytest.approx(0.25, rel=1e-6)
+    assert float(value) == pytest.approx(1.5 * 0.25 + 0.1 * loss.parts["SAM"], rel=1e-6)

@@ -1,4 +1,5 @@
-"""Every registered model, and every training loss, runs on the ``meta`` device (shapes only).
+"""Every registered model, and every training loss, runs on the ``meta`` device (shapes only);
+a device that is not there is refused.
 
 A model that creates a tensor on the CPU inside ``forward`` (instead of on its input's device)
 fails here, which is how a CUDA device bug shows without a GPU. Built on the CPU, moved with
@@ -16,8 +17,10 @@ import pytest
 import torch
 
 from engine.losses import LOSSES
+from engine.training_parts import select_device
 from models import MODELS
 from tests.test_models import TASKS, fusion_inputs, small_model
+from utils.errors import UserInputError
 
 DATA_DEPENDENT = {"BDSD-PC": "active-set least squares stops on a data-dependent test (.item() on meta)"}
 
@@ -79,3 +82,21 @@ def test_loss_forward_and_backward_on_meta(name):
     loss.backward()
     reached = [t for t in (fused, *outputs.values()) if t.grad is not None]
     assert reached and all(t.grad.shape == t.shape for t in reached)
+
+
+@pytest.mark.parametrize(
+    ("spec", "gpus", "message"),
+    [
+        ("cuda:3", 2, r"option 'device' is 'cuda:3' but 2 GPU\(s\) are visible: use cuda:0 to cuda:1"),
+        ("cuda", 0, r"asks for CUDA but no GPU is visible"),
+        ("tpu", 1, r"use auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_a_device_that_is_not_there_is_refused_in_one_line(monkeypatch, spec, gpus, message):
+    """``device: cuda:N`` beyond the visible GPUs failed later in ``.to()`` with a raw
+    RuntimeError ("invalid device ordinal"); a GPU count is simulated here."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(UserInputError, match=message):
+        select_device(spec)
+    assert select_device("cpu") == torch.device("cpu")

@@ -58,6 +58,37 @@ def test_epochs_and_iterations_are_exclusive(tmp_path):
         load_options(write(tmp_path, tree))
 
 
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"epochs": 0}, r"option 'train.epochs' is 0: it must be at least 1"),
+        ({"iterations": -3}, r"option 'train.iterations' is -3: it must be at least 1"),
+        ({"iterations": 10, "grad_clip": 0}, r"option 'train.grad_clip' is 0.0: give a positive"),
+        ({"iterations": 10, "grad_clip": -1.0}, r"option 'train.grad_clip' is -1.0: give a positive"),
+    ],
+)
+def test_training_length_and_gradient_clip_are_checked(tmp_path, train, message):
+    """epochs: 0 was a TypeError, and a zero or negative grad_clip silently zeroed or flipped
+    every gradient (clip_grad_norm_ scales by max_norm / norm)."""
+    with pytest.raises(UserInputError, match=message):
+        load_options(write(tmp_path, {**BASE, "train": train}))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sensor": "WV9"}, r"option 'data.sensor': unknown sensor 'WV9'"),
+        ({"type": "Foo"}, r"option 'data.type': unknown dataset 'Foo'; known: FusionH5Dataset"),
+        ({"max_valid_samples": 0}, r"option 'data.max_valid_samples' is 0: give 1 or more"),
+    ],
+)
+def test_data_options_name_the_key(tmp_path, data, message):
+    with pytest.raises(UserInputError, match=message):
+        load_options(write(tmp_path, {**BASE, "data": {**BASE["data"], **data}}))
+    with pytest.raises(UserInputError, match=r"option 'train.patch_size' is 0: give 1 or more"):
+        load_options(write(tmp_path, {**BASE, "train": {"iterations": 3, "patch_size": 0}}))
+
+
 def test_overrides(tmp_path):
     options = load_options(
         write(tmp_path, BASE), ["train.optimizer.lr=1e-4", "train.batch_size=4", "model.width=16"]

@@ -198,6 +198,34 @@ def test_resume_refuses_changed_training_options(tmp_path, capsys):
     assert latest_state(tmp_path, "changed")["step"] == 4
 
 
+def test_resume_from_a_path_refuses_other_options_and_another_optimizer(tmp_path, capsys):
+    """train.resume: PATH is checked too: against the options of the run folder the checkpoint
+    sits in, and, for a file outside a run folder, against the optimizer state it holds (loading
+    it would have put the saved settings in place of the options', or failed inside step)."""
+    path = options_file(tmp_path, "source", iterations=4)
+    train_script.main(["--option_path", path, "--stop-after", "2"])
+    (latest,) = (tmp_path / "logs" / "pansharpening" / "source").glob("*/checkpoints/latest.pth")
+    bare = tmp_path / "bare.pth"
+    bare.write_bytes(latest.read_bytes())
+    capsys.readouterr()  # the first training's progress bar
+    attempts = [
+        (latest, ["train.optimizer.lr=0.01"], "train.optimizer.lr 0.001 -> 0.01"),
+        (bare, ["train.optimizer.name=SGD"], "momentum None -> 0.9"),
+        (bare, ["train.optimizer.lr=0.01"], "initial_lr 0.001 -> 0.01"),
+    ]
+    for source, overrides, expected in attempts:
+        sets = [x for o in [f"train.resume={source}", *overrides] for x in ("--set", o)]
+        with pytest.raises(SystemExit) as stop:
+            train_script.main(["--option_path", options_file(tmp_path, "resumed", iterations=4), *sets])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+    train_script.main(
+        ["--option_path", options_file(tmp_path, "resumed", iterations=4), "--set", f"train.resume={bare}"]
+    )
+    assert latest_state(tmp_path, "resumed")["step"] == 4
+
+
 def test_worker_errors_are_reported_on_one_line():
     from utils.errors import UserInputError, one_line
 

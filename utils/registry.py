@@ -1,6 +1,6 @@
 """Registries: one per kind (model, dataset, loss), filled by decorating a class or function.
 
-A YAML entry ``{name: RAMSF, width: 64}`` becomes ``MODELS.build({"name": "RAMSF", "width": 64})``.
+A YAML entry ``{name: RAMSF, width: 64}`` becomes ``MODELS.build("RAMSF", width=64)``.
 Unknown names are refused with the closest registered name suggested.
 """
 
