@@ -53,6 +53,7 @@ from data.samples import (
 )
 from data.scene import GRIDS, align, grid_offset, infer_ratio, read_bands
 from data.split import (
+    Rect,
     carve_validation,
     check_inside,
     complement,
@@ -126,7 +127,7 @@ def choose_scale(scene: Scene, scale: str | float) -> float:
     return 2 ** max(1, math.ceil(math.log2(top + 1.0))) - 1
 
 
-def plan_split(config: PrepareConfig, height: int, width: int):
+def plan_split(config: PrepareConfig, height: int, width: int) -> tuple[Rect, list[Rect], Rect]:
     """(test region, training regions, validation region) of a height x width scene."""
     if config.test_region is None:
         test = default_test_region(height, width, config.test_size)

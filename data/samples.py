@@ -113,7 +113,7 @@ def region_samples(
     stride: int,
     degrade: str = "patch",
     dihedral: bool = False,
-):
+) -> tuple[Fields, np.ndarray]:
     """Reduced-resolution patches of one region: (fields, origins).
 
     degrade 'patch': every patch is cut at full resolution and degraded on its own, so that its
@@ -162,7 +162,7 @@ def _all_transforms(
 
 def region_samples_full(
     scene: Scene, protocol: Protocol, rect: Rect, patch: int, stride: int, degrade: str = "patch"
-):
+) -> tuple[Fields, np.ndarray]:
     """Native-resolution patches of one region (no gt): lr ``patch`` x ``patch`` MS pixels, up and
     guide ``ratio`` times larger: (fields, origins). ``up`` is interpolated patch by patch
     (degrade 'patch', as every full-resolution test tile) or over the region as a whole ('region')."""
@@ -184,7 +184,9 @@ def region_samples_full(
     return patches, origins
 
 
-def test_samples(scene: Scene, protocol: Protocol, rect: Rect, size: int):
+def test_samples(
+    scene: Scene, protocol: Protocol, rect: Rect, size: int
+) -> tuple[Fields, Fields | None, np.ndarray]:
     """Test tiles (size x size MS pixels) of ``rect``: (reduced fields, full fields, origins).
 
     Each tile is degraded on its own; the full-resolution fields are None without a real guide.

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from utils.errors import UserInputError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def init_distributed(device_spec: str) -> World:
     return World(rank, size, local_rank)
 
 
-def broadcast_object(value, world: World):
+def broadcast_object(value: T, world: World) -> T:
     """``value`` of rank 0, on every rank (any picklable object made by our own code)."""
     if not world.distributed:
         return value

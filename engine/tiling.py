@@ -47,6 +47,7 @@ def plan(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, in
 
 
 def check_tiling(tile: int, margin: int) -> None:
+    """Refuse, in one line, a tile (low-resolution pixels) or margin the tiler cannot use."""
     if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
         raise UserInputError(
             f"the tile is {tile} low-resolution pixels: use a positive multiple of {TILE_MULTIPLE}"

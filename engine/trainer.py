@@ -237,7 +237,8 @@ class Trainer:
     def run_steps(self, end: int) -> dict:
         """The training loop from the current step to ``end``."""
         self.log.info(
-            f"training {type(self.net).__name__} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
+            f"training {type(self.net).__name__} ({sum(p.numel() for p in self.net.parameters()):,} "
+            "parameters) on "
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
             f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}, "
             f"precision {AMP_NAMES[resolve_amp(self.device, self.options.train.amp)]}"

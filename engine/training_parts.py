@@ -220,7 +220,7 @@ def check_amp(device: torch.device, amp: str) -> None:
         raise UserInputError("train.amp: fp16 needs a CUDA device: use bf16 or auto on the CPU, or none")
 
 
-def autocast(device: torch.device, amp: str):
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """``torch.autocast`` in bf16/fp16 for ``amp`` 'bf16'/'fp16' (and 'auto' where it resolves to
     bf16), a no-op context for 'none'."""
     amp = resolve_amp(device, amp)
