@@ -21,12 +21,11 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from data.datasets import check_compatible
-from engine.evaluation import Scores, evaluate, fuse, to_device
+from engine.evaluation import Scores, check_dim_cut, evaluate, fuse, to_device
 from engine.model_record import check_against_record, is_training_free
 from engine.options import CompareMethod, Options, load_options
 from engine.run_dir import create_run_dir, device_name
 from engine.tester import find_checkpoint, load_trained_model, test_files, training_free_model
-from engine.training_files import check_dim_cut
 from engine.training_parts import select_device
 from engine.visualize import default_rgb_bands
 from metrics.report import FULL_KEYS, HIGHER_IS_BETTER, REDUCED_KEYS, csv_number, format_mean_std

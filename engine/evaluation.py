@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from data.datasets import FusionH5Dataset
 from metrics import full_resolution_report, reduced_resolution_report
-from metrics.report import mean_std
+from metrics.report import largest_cut, mean_std
+from utils.errors import UserInputError
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -111,3 +113,14 @@ def evaluate(
         if on_batch is not None:
             on_batch(batch, fused)
     return scores
+
+
+def check_dim_cut(dataset: FusionH5Dataset, dim_cut: int, key: str) -> None:
+    """Refuse a reduced-resolution file whose images the border cut (option ``key``) would empty:
+    checked when the file is opened, before a run folder exists."""
+    side = min(dataset.size)
+    if dim_cut > largest_cut(side):
+        raise UserInputError(
+            f"option '{key}' is {dim_cut} but '{dataset.path}' has images of {dataset.size[0]}x"
+            f"{dataset.size[1]}, which that cut empties: set {key} to at most {largest_cut(side)}, or 0"
+        )

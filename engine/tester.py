@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from engine.checkpoint import load_model_weights
-from engine.evaluation import Scores, evaluate
+from engine.evaluation import Scores, check_dim_cut, evaluate
 from engine.model_record import (
     build_from_record,
     check_against_record,
@@ -19,7 +19,6 @@ from engine.model_record import (
 )
 from engine.options import Options, model_kwargs
 from engine.run_dir import create_run_dir, list_runs, run_of
-from engine.training_files import check_dim_cut
 from engine.training_parts import select_device
 from metrics.report import csv_number, format_mean_std
 from utils.errors import UserInputError

@@ -5,6 +5,7 @@ validation file (``data.valid``, with gt) and/or a full-resolution one (``data.v
 from __future__ import annotations
 
 from data.datasets import FusionH5Dataset, check_compatible
+from engine.evaluation import check_dim_cut
 from engine.losses import CompositeLoss
 from engine.options import FULL_VALIDATION, REDUCED_VALIDATION, Options
 from utils.errors import UserInputError
@@ -28,17 +29,6 @@ def open_training_file(options: Options, loss: CompositeLoss) -> FusionH5Dataset
         )
     loss.check(train_set.lr_channels, train_set.ratio)
     return train_set
-
-
-def check_dim_cut(dataset: FusionH5Dataset, dim_cut: int, key: str) -> None:
-    """Refuse a reduced-resolution file whose images the border cut (option ``key``) would empty:
-    checked when the file is opened, before a run folder exists."""
-    side = min(dataset.size)
-    if dim_cut and side < 2 * dim_cut + 2:
-        raise UserInputError(
-            f"option '{key}' is {dim_cut} but '{dataset.path}' has images of {dataset.size[0]}x"
-            f"{dataset.size[1]}, which that cut empties: set {key} to at most {max(side - 2, 0) // 2}, or 0"
-        )
 
 
 def open_validation_files(options: Options, train_set: FusionH5Dataset) -> dict[str, FusionH5Dataset]:

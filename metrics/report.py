@@ -63,6 +63,11 @@ def format_mean_std(mean: float, std: float, sep: str = " +- ", digits: int = 4)
     return f"{mean:.{digits}f}{sep}{spread}"
 
 
+def largest_cut(side: int) -> int:
+    """The largest dim_cut that leaves pixels of an image whose shorter side is ``side``."""
+    return max(side - 2, 0) // 2
+
+
 def cut_border(x: Tensor, dim_cut: int) -> Tensor:
     """Crop ``indexes_evaluation``'s border: x[..., dim_cut-1 : H-dim_cut, dim_cut-1 : W-dim_cut].
 
@@ -73,7 +78,7 @@ def cut_border(x: Tensor, dim_cut: int) -> Tensor:
     if dim_cut == 0:
         return x
     h, w = x.shape[-2:]
-    if min(h, w) < 2 * dim_cut + 2:
+    if dim_cut > largest_cut(min(h, w)):
         raise UserInputError(
             f"a {h} x {w} image is too small for dim_cut {dim_cut}; use a smaller dim_cut or 0"
         )
