@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
+from typing import Protocol
 
 import h5py
 import numpy as np
@@ -21,6 +22,20 @@ from utils.errors import UserInputError
 from utils.registry import Registry, suggest
 
 DATASETS = Registry("dataset")
+
+
+class FusionData(Protocol):
+    """What the engine reads of a dataset besides its samples (a registered dataset type has it):
+    the band counts of ``lr`` and ``guide`` and the scale ratio H / h."""
+
+    lr_channels: int
+    guide_channels: int
+    ratio: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]: ...
+
 
 LAYOUTS: dict[str, dict[str, str]] = {
     "pancollection": {"gt": "gt", "lr": "ms", "up": "lms", "guide": "pan"},

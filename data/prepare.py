@@ -53,7 +53,7 @@ from data.samples import (
 )
 from data.scene import GRIDS, align, grid_offset, infer_ratio, read_bands
 from data.split import (
-    Rect,
+    Regions,
     carve_validation,
     check_inside,
     complement,
@@ -127,7 +127,7 @@ def choose_scale(scene: Scene, scale: str | float) -> float:
     return 2 ** max(1, math.ceil(math.log2(top + 1.0))) - 1
 
 
-def plan_split(config: PrepareConfig, height: int, width: int) -> tuple[Rect, list[Rect], Rect]:
+def plan_split(config: PrepareConfig, height: int, width: int) -> Regions:
     """(test region, training regions, validation region) of a height x width scene."""
     if config.test_region is None:
         test = default_test_region(height, width, config.test_size)
@@ -154,7 +154,7 @@ def make_protocol(config: PrepareConfig, scene: Scene) -> Protocol:
 
 
 def build_splits(
-    scene: Scene, protocol: Protocol, config: PrepareConfig, regions, progress: bool
+    scene: Scene, protocol: Protocol, config: PrepareConfig, regions: Regions, progress: bool
 ) -> dict[str, tuple[Fields, np.ndarray]]:
     """Samples and origins of every split; regions = (test, training list, validation)."""
     test, train, valid = regions

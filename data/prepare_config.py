@@ -5,6 +5,7 @@ and the command line that builds the same files), the file names of the public c
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,7 @@ class PrepareConfig:
     def argv(self) -> list[str]:
         """The ``python -m data.prepare`` arguments that build the same files."""
 
-        def joined(values) -> str:
+        def joined(values: Iterable[object]) -> str:
             return ",".join(str(v) for v in values)  # str(float): the shortest exact form
 
         flags = ["--ms", *map(str, self.ms)]

@@ -40,6 +40,10 @@ class Rect(NamedTuple):
         return f"rows {self.row}-{self.row + self.height}, cols {self.col}-{self.col + self.width}"
 
 
+Regions = tuple[Rect, list[Rect], Rect]
+"""A scene's split: (test region, training regions, validation region)."""
+
+
 def parse_rect(text: str) -> Rect:
     """'ROW,COL,H,W' -> Rect (non-negative integers, positive size)."""
     try:

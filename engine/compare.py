@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from data.datasets import check_compatible
+from data.datasets import FusionData, check_compatible
 from engine.evaluation import Scores, check_dim_cut, evaluate, fuse, to_device
 from engine.model_record import check_against_record, is_training_free
 from engine.options import CompareMethod, Options, load_options
@@ -34,7 +35,7 @@ from utils.jsonio import dumps_strict
 
 
 def load_method(
-    entry: CompareMethod, options: Options, data, device: torch.device
+    entry: CompareMethod, options: Options, data: FusionData, device: torch.device
 ) -> tuple[str, nn.Module, str]:
     """(row label, model in eval mode, where it came from) for one ``compare.methods`` entry."""
     if entry.model is not None:
@@ -79,7 +80,7 @@ def summary(scores: Scores) -> dict[str, dict[str, float]]:
     return {k: {"mean": mean[k], "std": std[k]} for k in scores.values}
 
 
-def run_comparison(options: Options, log=print) -> dict:
+def run_comparison(options: Options, log: Callable[[str], object] = print) -> dict:
     """Score every method of ``options.compare.methods`` on the test files; write the tables."""
     device = select_device(options.device)
     files = test_files(options)

@@ -14,6 +14,9 @@ from metrics import full_resolution_report, reduced_resolution_report
 from metrics.report import largest_cut, mean_std
 from utils.errors import UserInputError
 
+BatchHook = Callable[[dict, torch.Tensor], None]
+"""Called as ``hook(batch, fused)`` for each evaluated batch (e.g. to keep or save images)."""
+
 
 def to_device(batch: dict, device: torch.device) -> dict:
     """Move the tensors of a batch to ``device``."""
@@ -91,7 +94,7 @@ def evaluate(
     ratio: int,
     dim_cut: int = 0,
     sensor: str = "none",
-    on_batch: Callable[[dict, torch.Tensor], None] | None = None,
+    on_batch: BatchHook | None = None,
 ) -> Scores:
     """Score ``model`` (``None`` scores the upsampled input ``up`` itself) on every batch.
 

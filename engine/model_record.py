@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import nn
 
+from data.datasets import FusionData
 from engine.checkpoint import load_checkpoint, load_model_weights
 from engine.options import Options, model_kwargs
 from models import MODELS
@@ -18,7 +20,7 @@ def is_training_free(name: str) -> bool:
     return not getattr(MODELS.get(name), "needs_training", True)
 
 
-def training_free_record(name: str, kwargs: dict, data, sensor: str) -> dict:
+def training_free_record(name: str, kwargs: dict, data: FusionData, sensor: str) -> dict:
     """The record of a training-free method sized by ``data``; ``sensor`` fills its MTF preset."""
     kwargs = dict(kwargs)
     if "sensor" in inspect.signature(MODELS.get(name)).parameters:
@@ -37,13 +39,13 @@ def legacy_defaults(name: str) -> dict:
     return dict(getattr(MODELS.get(name), "LEGACY_DEFAULTS", {}))
 
 
-def current_defaults(name: str, keys) -> dict:
+def current_defaults(name: str, keys: Iterable[str]) -> dict:
     """The signature defaults of ``keys`` in the constructor of model ``name``."""
     parameters = inspect.signature(MODELS.get(name)).parameters
     return {key: parameters[key].default for key in keys}
 
 
-def sized_record(name: str, kwargs: dict, data) -> dict:
+def sized_record(name: str, kwargs: dict, data: FusionData) -> dict:
     """Name, keyword options (with the current value of every option whose default changed, see
     :func:`legacy_defaults`), and the band counts and ratio of ``data`` (a dataset)."""
     changed = legacy_defaults(name)
@@ -57,7 +59,7 @@ def sized_record(name: str, kwargs: dict, data) -> dict:
     }
 
 
-def model_record(options: Options, data) -> dict:
+def model_record(options: Options, data: FusionData) -> dict:
     """Model name, options, band counts and ratio (taken from the training ``data``)."""
     name, kwargs = model_kwargs(options)
     if is_training_free(name):
@@ -100,7 +102,7 @@ def check_resumable(stored: dict, record: dict, path: str) -> None:
             )
 
 
-def check_against_record(data, record: dict, path: str, what: str) -> None:
+def check_against_record(data: FusionData, record: dict, path: str, what: str) -> None:
     """``data`` (a dataset) must have the band counts and ratio of ``record``."""
     for attr, label in (
         ("lr_channels", "bands"),

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from data.augment import GROUPS
-from data.datasets import DATASETS
+from data.datasets import DATASETS, FusionData
 from engine.losses import LOSSES
 from metrics.report import FULL_KEYS, REDUCED_KEYS
 from protocols.mtf import canonical_sensor
@@ -54,7 +54,7 @@ class DataOptions:
             return name
         return str(Path(self.root) / name)
 
-    def dataset(self, path: str, **kwargs):
+    def dataset(self, path: str, **kwargs: Any) -> FusionData:
         """The registered dataset ``type`` reading ``path`` (already resolved) at this scale and layout."""
         return DATASETS.build(self.type, path=path, scale=self.scale, layout=self.layout, **kwargs)
 

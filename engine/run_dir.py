@@ -13,10 +13,14 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.options import Options, dump_options, load_options
 from utils.errors import UserInputError
 from utils.schema import to_dict
+
+if TYPE_CHECKING:
+    import torch
 
 LOGGER_NAME = "ramsf"
 
@@ -65,7 +69,7 @@ def processor_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_name(device) -> str:
+def device_name(device: torch.device) -> str:
     """A readable name of a torch device: the GPU model or the CPU model with its thread count."""
     import torch
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from data.datasets import FusionData
 from engine.checkpoint import load_model_weights
 from engine.evaluation import Scores, check_dim_cut, evaluate
 from engine.model_record import (
@@ -91,7 +93,7 @@ def model_for_testing(
 
 
 def training_free_model(
-    name: str, kwargs: dict, data, sensor: str, device: torch.device
+    name: str, kwargs: dict, data: FusionData, sensor: str, device: torch.device
 ) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, its record) of a training-free method sized by ``data``;
     ``sensor`` fills its MTF preset."""
@@ -143,7 +145,7 @@ def save_fused(fused: torch.Tensor, scale: float, folder: Path, stem: str, start
                 handle.create_dataset("fused", data=image)
 
 
-def run_tests(options: Options, log=print) -> dict:
+def run_tests(options: Options, log: Callable[[str], object] = print) -> dict:
     """Score the trained model (and the upsampled-input baseline) on every test file."""
     device = select_device(options.device)
     model, record, run_dir, source = model_for_testing(options, device)
@@ -165,7 +167,9 @@ def run_tests(options: Options, log=print) -> dict:
         if options.test.save_images is not None:
             counter = {"n": 0}
 
-            def saver(batch: dict, fused: torch.Tensor, stem=stem, counter=counter) -> None:
+            def saver(
+                batch: dict, fused: torch.Tensor, stem: str = stem, counter: dict[str, int] = counter
+            ) -> None:
                 save_fused(
                     fused,
                     options.data.scale,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from data.datasets import check_min_size
 from engine.checkpoint import load_checkpoint, load_model_weights, save_atomic
 from engine.distributed import World, barrier, gather_lists, mean_across
-from engine.evaluation import Scores, evaluate, fuse, to_device
+from engine.evaluation import BatchHook, Scores, evaluate, fuse, to_device
 from engine.losses import CompositeLoss, auxiliary_needs
 from engine.model_record import build_from_record, check_resumable, load_initial_weights, model_record
 from engine.options import FULL_VALIDATION, REDUCED_VALIDATION, Options
@@ -163,7 +164,7 @@ class Trainer:
         self.error_max = state.get("error_max")
 
     # ----------------------------------------------------------------- loop
-    def batches_from(self, step: int):
+    def batches_from(self, step: int) -> Iterator[dict]:
         """Training batches from global ``step`` on, epoch after epoch."""
         epoch, start = divmod(step, self.steps_per_epoch)
         while True:
@@ -293,7 +294,7 @@ class Trainer:
                 self.writer.add_scalar(f"train/loss_{name}", part, self.step)
         self.log.debug(f"step {self.step} loss {loss:.6g} lr {lr:.3g}")
 
-    def score_validation(self, model: torch.nn.Module | None, on_batch=None) -> Scores:
+    def score_validation(self, model: torch.nn.Module | None, on_batch: BatchHook | None = None) -> Scores:
         """Indices of ``model`` (None: the upsampled input ``up``) on the validation files:
         SAM, ERGAS, ... on ``data.valid``, D_lambda, D_s, QNR, ... on ``data.valid_full``.
 

@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import random
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch.utils.data import Sampler
@@ -99,7 +100,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.batches_per_epoch() - self.start
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
         for k in range(self.start, self.batches_per_epoch()):
@@ -130,7 +131,7 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 """Devices on which Adam and AdamW run as one fused kernel (torch >= 2.4)."""
 
 
-def build_optimizer(params, opts: OptimizerOptions) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[torch.nn.Parameter], opts: OptimizerOptions) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD from the options; values that torch refuses are a user error."""
     params = list(params)
     if not any(p.requires_grad for p in params):

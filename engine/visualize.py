@@ -3,7 +3,12 @@ validation image with its error heat map on a fixed colour scale."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def default_rgb_bands(channels: int) -> list[int]:
@@ -61,7 +66,7 @@ def error_scale(up: torch.Tensor, gt: torch.Tensor) -> float:
 
 def validation_figure(
     images: dict[str, torch.Tensor], fused: torch.Tensor, bands: list[int], error_max: float, unit: float
-):
+) -> Figure:
     """One validation image as a matplotlib figure: lr | up | fused | gt | error heat map.
 
     images: lr (C x h x w), up, gt (C x H x W), scaled data; fused C x H x W. The RGB composites

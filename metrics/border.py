@@ -9,6 +9,8 @@ of the Landsat-8 demo crops.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -44,7 +46,9 @@ def edge_error_ratios(fused: Tensor, gt: Tensor, margin: int = 4, depth: int = 0
     return {edge: line.mean(dim=(1, 2)) / interior for edge, line in edge_lines(error, depth).items()}
 
 
-def mean_edge_ratios(batches, margin: int = 4, depth: int = 0) -> dict[str, Tensor]:
+def mean_edge_ratios(
+    batches: Iterable[tuple[Tensor, Tensor]], margin: int = 4, depth: int = 0
+) -> dict[str, Tensor]:
     """``edge_error_ratios`` of several (fused, gt) pairs, concatenated per edge (one value per image)."""
     parts = [edge_error_ratios(f, g, margin, depth) for f, g in batches]
     return {edge: torch.cat([p[edge] for p in parts]) for edge in EDGES}

@@ -15,7 +15,7 @@ PADDINGS = ("zeros", "replicate", "reflect")
 """How the 3x3 convolutions pad their input by one pixel (``nn.Conv2d``'s ``padding_mode``)."""
 
 
-def autocast_off(device_type: str):
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     """A context with autocast disabled on ``device_type`` where autocast exists there (a no-op
     context elsewhere, e.g. on the ``meta`` device)."""
     if torch.amp.is_autocast_available(device_type):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import NoReturn
 
 from utils.errors import UserInputError
 
@@ -14,7 +15,7 @@ class OneLineParser(argparse.ArgumentParser):
     (printed as ``error: ...`` with exit status 2 by :func:`utils.errors.exit_on_user_error`)
     that points to the command's ``--help``."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise UserInputError(f"{message} (see {self.prog} --help)")
 
 

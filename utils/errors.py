@@ -40,7 +40,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     (unreadable or unwritable path), prints ``error: ...`` on one line and exits with code 2."""
 
     @wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: object, **kwargs: object) -> T:
         try:
             return main(*args, **kwargs)
         except (UserInputError, OSError) as exc:

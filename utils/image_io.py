@@ -95,7 +95,7 @@ def _hdf5_keys(handle: h5py.File) -> list[str]:
     """Paths of all datasets in an HDF5 file, skipping MATLAB's internal '#refs#' groups."""
     keys: list[str] = []
 
-    def visit(name: str, obj) -> None:
+    def visit(name: str, obj: object) -> None:
         if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
             keys.append(name)
 

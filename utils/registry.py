@@ -10,7 +10,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from utils.errors import UserInputError
@@ -18,7 +18,7 @@ from utils.errors import UserInputError
 T = TypeVar("T")
 
 
-def suggest(name: str, choices) -> str:
+def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -31,7 +31,7 @@ class Registry:
         self.kind = kind
         self._items: dict[str, Callable[..., Any]] = {}
 
-    def register(self, obj: T | None = None, *, name: str | None = None):
+    def register(self, obj: T | None = None, *, name: str | None = None) -> T | Callable[[T], T]:
         """Register ``obj`` under ``name`` (default: its ``__name__``); usable as a decorator."""
 
         def add(item: T) -> T:
