@@ -34,6 +34,7 @@ from engine.tester import find_checkpoint, load_trained_model
 from engine.tiling import TILE_MULTIPLE, UPSAMPLING_MARGIN, fuse_tiled
 from engine.training_parts import select_device
 from utils.errors import UserInputError, exit_on_user_error
+from utils.memory import keep_freed_memory
 
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # pixel scale, tie point, transform, GeoKeys
 
@@ -106,6 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    keep_freed_memory()
     options = load_options(args.option_path, args.set)
     out = Path(args.out)
     if out.exists() and not args.overwrite:

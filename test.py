@@ -15,6 +15,7 @@ from pathlib import Path
 from engine.options import add_option_arguments, load_command_options
 from engine.tester import run_tests
 from utils.errors import exit_on_user_error
+from utils.memory import keep_freed_memory
 
 
 @exit_on_user_error
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     add_option_arguments(parser)
     args = parser.parse_args(argv)
+    keep_freed_memory()
     options = load_command_options(args.option_path, args.set)
     if not options.compare.methods:
         return run_tests(options)

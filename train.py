@@ -14,6 +14,7 @@ from engine.run_dir import find_resume, log_to_file, open_run, setup_logger
 from engine.trainer import Trainer
 from engine.training_parts import seed_everything
 from utils.errors import exit_on_user_error
+from utils.memory import keep_freed_memory
 
 
 @exit_on_user_error
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="stop (with a checkpoint) once this global step is reached; run again to resume",
     )
     args = parser.parse_args(argv)
+    keep_freed_memory()  # no page faults on every step (utils/memory.py)
     options = load_command_options(args.option_path, args.set)
     world = init_distributed(options.device)
     try:

@@ -13,11 +13,11 @@ The last column is the gain of the fast configuration (> 1: better).
 Training: patches/s of full steps (forward, L1 loss, backward, Adam) of the released RAMSF (d = 64,
 MLP 256-128) in two cases: WV3-like 8 bands + PAN, 64 x 64, ratio 4, batch 32 (the benchmark) and
 the demo's earlier main command, 7 bands + PAN, 32 x 32, ratio 2, batch 16 (option.yml now trains
-batch 8, at about the same patches/s). The median step of each
-configuration, interleaved. The float32 sgemm peak (a square matmul loop) is measured in the same
-rounds; each configuration's effective GFLOP/s (FLOPs of the plain step, counted by
-``torch.utils.flop_counter.FlopCounterMode``, over its time) and its share of that peak are printed,
-and with ``--split`` the LHSDR / CSFPA parts of each step. A third configuration, the fast one
+batch 8, at about the same patches/s). The median step of each configuration, interleaved, with
+train.py's malloc settings (``utils.memory``). The float32 sgemm peak (a square matmul loop) is
+measured in the same rounds. Printed: each configuration's effective GFLOP/s (FLOPs of the plain
+step by ``torch.utils.flop_counter.FlopCounterMode`` over its time), its share of that peak and,
+with ``--split``, the LHSDR / CSFPA parts of each step. A third configuration, the fast one
 with stock ``nn.Conv2d``, ``nn.PReLU`` and Adam (the step before those blocks), shows what they gain,
 in float32 and, where the device has native bf16, under bf16 autocast. Inference: the best of three
 (interleaved) seconds of one image; the scene (whole image in 512 tiles, engine/tiling.py) is run
@@ -44,6 +44,7 @@ from engine.options import OptimizerOptions
 from engine.training_parts import AMP_DTYPES, autocast, build_optimizer, resolve_amp
 from models import MODELS
 from models.blocks import Conv3x3, SharedPReLU
+from utils.memory import keep_freed_memory
 
 CASES = {  # name: (bands, ratio, guide size, batch)
     "WV3 8+1 bands, 64x64, ratio 4, batch 32": (8, 4, 64, 32),
@@ -349,6 +350,7 @@ def main() -> None:
     parser.add_argument("--split", action="store_true", help="also time LHSDR and CSFPA alone")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    keep_freed_memory()
     if args.case:
         print(json.dumps(scene_case(json.loads(args.case))))
         return
