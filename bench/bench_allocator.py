@@ -4,8 +4,8 @@ formulation, ``--amp`` as train.amp, default auto) in fresh processes, alternate
 default malloc settings and with the freed memory kept, so that both see the same machine state in
 turn (this VM's CPU is shared: only the ratio within one run means something).
 
-    python bench/bench_allocator.py                 # 6 rounds of 2 processes, 60 steps each
-    python bench/bench_allocator.py --rounds 3 --steps 30 --batch 16 --amp none   # float32
+    python bench/bench_allocator.py                 # 6 rounds of 2 processes, 60 steps each (ABBA)
+    python bench/bench_allocator.py --amp none      # float32
 
 Each process prints its median step (seconds) and its minor page faults per step (getrusage); the
 table gives the median over the rounds of each setting and the ratio (> 1: keeping is faster).
@@ -74,26 +74,19 @@ def main() -> None:
         print(json.dumps(worker(args.worker == "keep", args.steps, args.batch, args.amp)))
         return
     results: dict[str, list[dict]] = {"default": [], "keep": []}
-    for _ in range(args.rounds):
-        for mode in results:
-            command = [
-                sys.executable,
-                __file__,
-                "--worker",
-                mode,
-                "--steps",
-                str(args.steps),
-                "--amp",
-                args.amp,
-            ]
-            done = subprocess.run(command + ["--batch", str(args.batch)], capture_output=True, text=True)
+    for round_ in range(args.rounds):  # ABBA: each setting goes first in every other round
+        for mode in ("default", "keep") if round_ % 2 == 0 else ("keep", "default"):
+            command = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps)]
+            command += ["--amp", args.amp, "--batch", str(args.batch)]
+            done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"the {mode} process failed:\n{done.stderr[-2000:]}")
             results[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = results["keep"][0]
+    peaks = [r["sgemm_gflops"] for rows in results.values() for r in rows]
     print(
         f"RAMSF demo step, batch {args.batch}, CPU, {first['threads']} threads, amp {first['amp']}, "
-        f"torch sgemm peak {statistics.median(r['sgemm_gflops'] for r in results['keep']):.0f} GFLOP/s, "
+        f"torch sgemm peak {min(peaks):.0f}-{max(peaks):.0f} GFLOP/s over the processes, "
         f"{args.rounds} rounds x {args.steps} steps; keep_freed_memory applied: {first['applied']}"
     )
     step = {mode: statistics.median(r["step_s"] for r in rows) for mode, rows in results.items()}

@@ -26,15 +26,12 @@ DATASETS = Registry("dataset")
 
 class FusionData(Protocol):
     """What the engine reads of a dataset besides its samples (a registered dataset type has it):
-    the band counts of ``lr`` and ``guide`` and the scale ratio H / h."""
+    the band counts of ``lr`` and ``guide``, the scale ratio H / h and the file's path."""
 
     lr_channels: int
     guide_channels: int
     ratio: int
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]: ...
+    path: str
 
 
 LAYOUTS: dict[str, dict[str, str]] = {
