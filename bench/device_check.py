@@ -150,8 +150,13 @@ def predict_on(device: torch.device, folder: Path) -> str:
     from data.scene import read_image
 
     (ckpt,) = list((folder / "pansharpening" / "amp_bf16").rglob("latest.pth"))
+    # the demo's crops cut to exactly ratio 2 (the PAN is 257 x 1253 for 128 x 626 MS pixels)
+    lr = read_image(ROOT / "datasets/demo/l8_ms.tif")
+    pan = read_image(ROOT / "datasets/demo/l8_pan.tif")[:, : 2 * lr.shape[1], : 2 * lr.shape[2]]
+    np.save(folder / "pan.npy", pan)
+    np.save(folder / "ms.npy", lr)
     outs = {}
-    for tile in (64, 2048):  # 2048: the whole 257 x 1253 demo PAN in one pass
+    for tile in (64, 2048):  # 2048: the whole 256 x 1252 PAN in one pass
         out = folder / f"fused_{tile}.tif"
         run(
             [
@@ -162,7 +167,7 @@ def predict_on(device: torch.device, folder: Path) -> str:
                 "--set",
                 f"device={device}",
             ]
-            + ["--pan", str(ROOT / "datasets/demo/l8_pan.tif"), "--lr", str(ROOT / "datasets/demo/l8_ms.tif")]
+            + ["--pan", str(folder / "pan.npy"), "--lr", str(folder / "ms.npy")]
             + ["--checkpoint", str(ckpt), "--out", str(out), "--tile", str(tile), "--margin", "32"]
         )
         outs[tile] = read_image(out).astype(np.float64)
