@@ -3,10 +3,10 @@ evaluation, the tester, the comparison, tiling, distributed set-up, losses and v
 
 It builds on :mod:`metrics`, :mod:`models` and :mod:`data`; only the entry scripts (train.py,
 test.py, predict.py, bench/) and :mod:`charts` import it. Importing it turns on transparent huge
-pages for PyTorch's CPU allocations (``THP_MEM_ALLOC_ENABLE``, read at the first large allocation):
-large tensors allocate faster.
+pages for PyTorch's CPU allocations (:func:`utils.memory.use_huge_pages`): large tensors allocate
+faster.
 """
 
-import os
+from utils.memory import use_huge_pages
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+use_huge_pages()

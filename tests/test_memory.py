@@ -52,3 +52,12 @@ def test_a_training_step_stops_page_faulting():
     # 16-100 kept
     message = f"kept: {kept['faults']:.0f} faults per step, default {default['faults']:.0f}"
     assert kept["faults"] < 300 and default["faults"] > 5 * kept["faults"], message
+
+
+def test_huge_pages_are_asked_for_unless_the_environment_says_otherwise(monkeypatch):
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    memory.use_huge_pages()
+    assert memory.os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    memory.use_huge_pages()
+    assert memory.os.environ["THP_MEM_ALLOC_ENABLE"] == "0"

@@ -1,7 +1,11 @@
-"""Process memory settings: keep freed memory in the heap so that a training step does not page-fault.
+"""Process memory settings: transparent huge pages for large CPU tensors, and freed memory kept in
+the heap so that a training step does not page-fault.
 
-Every training step allocates and frees the same activations and work buffers (megabytes each).
-glibc's malloc hands such blocks back to the kernel (``munmap``, heap trimming) and takes them
+:func:`use_huge_pages` (called when :mod:`engine` is imported) turns on PyTorch's transparent huge
+pages for its CPU allocations (``THP_MEM_ALLOC_ENABLE``, read at the first large allocation):
+large tensors allocate faster. :func:`keep_freed_memory` (called first by the entry scripts): every
+training step allocates and frees the same activations and work buffers (megabytes each); glibc's
+malloc hands such blocks back to the kernel (``munmap``, heap trimming) and takes them
 again on the next step, and each fresh 4 KiB page then costs a page fault (about 4 us on the
 development VMs): 1000 to 2300 faults per step of the demo's RAMSF at batch 8, against about 20
 with the settings below (``bench/bench_allocator.py``). They are glibc's documented ``mallopt``
@@ -21,6 +25,12 @@ KEEP_SETTINGS = {
     M_TRIM_THRESHOLD: 1 << 30,  # free memory at the heap's top is returned to the kernel only past 1 GiB
     M_TOP_PAD: 64 << 20,  # the heap grows in steps of 64 MiB (address space; pages count once touched)
 }
+
+
+def use_huge_pages() -> None:
+    """Ask PyTorch for transparent huge pages on large CPU allocations, unless the environment
+    already says otherwise (``THP_MEM_ALLOC_ENABLE``, read at the first large allocation)."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 def is_glibc() -> bool:
