@@ -2,7 +2,7 @@
 classical methods on the held-out test crops, and write the tables README shows.
 
     python bench/bench_quality.py                              # both showcases, the main budget
-    python bench/bench_quality.py --showcase landsat8 --budget long --peers
+    python bench/bench_quality.py --showcase landsat8 --budget long --peers   # RAMSF alone
     python bench/bench_quality.py --showcase sentinel2 --peers PanNet FusionNet
     python bench/bench_quality.py --continue-in DIR --peers-only --peers BDPN   # a second process
 
@@ -131,7 +131,7 @@ def main() -> None:
         "--peers",
         nargs="*",
         default=list(PEERS),
-        help=f"deep peers to train too (default: {' '.join(PEERS)})",
+        help=f"deep peers to train too (default: {' '.join(PEERS)}; --peers alone: none, RAMSF only)",
     )
     parser.add_argument(
         "--peers-only",
