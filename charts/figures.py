@@ -88,6 +88,13 @@ def ep_chart(results: dict, path: Path) -> Path:
     return path
 
 
+def error_scale(errors: dict[str, np.ndarray]) -> float:
+    """Top of the error maps' shared colour scale: the median over methods of each map's 99th
+    percentile (H x W maps, any unit), so that one failed method (errors 1e4 times the others')
+    saturates its own map instead of blacking out every other; 1e-12 when there is none."""
+    return max(float(np.median([np.percentile(e, 99) for e in errors.values()])), 1e-12) if errors else 1e-12
+
+
 def visual_comparison(results: dict, images: dict[str, np.ndarray], path: Path) -> Path:
     """RGB composites and absolute-error maps of every method on the comparison's test image."""
     import matplotlib
@@ -103,7 +110,7 @@ def visual_comparison(results: dict, images: dict[str, np.ndarray], path: Path) 
     panels = [("reference" if "gt" in images else "upsampled input", reference)]
     panels += [(m, images[m]) for m in methods]
     errors = {m: np.abs(images[m] - reference).mean(axis=0) for m in methods} if "gt" in images else {}
-    vmax = max([float(np.percentile(e, 99)) for e in errors.values()] + [1e-12])
+    vmax = error_scale(errors)
     per_row = min(PANELS_PER_ROW, len(panels))
     blocks = -(-len(panels) // per_row)
     rows = blocks * (2 if errors else 1)
@@ -121,7 +128,9 @@ def visual_comparison(results: dict, images: dict[str, np.ndarray], path: Path) 
             image = axes[top + 1, col].imshow(errors[label], cmap="inferno", vmin=0, vmax=vmax)
             axes[top + 1, col].set_title(f"|{label} - GT|", fontsize=7)
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="mean absolute error [DN]")
+        fig.colorbar(
+            image, ax=axes.ravel().tolist(), shrink=0.6, extend="max", label="mean absolute error [DN]"
+        )
     fig.suptitle(f"{results['name']}: test image, RGB bands {bands} (0-based)", fontsize=9)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -173,3 +174,16 @@ def test_an_untrained_method_is_refused_before_the_run_folder_is_made(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "never_trained" in err[0]
     assert not (logs / "pansharpening" / "cmp").exists()
+
+
+def test_error_scale_is_not_set_by_a_failed_method():
+    """The visual comparison's shared error scale: the median of the maps' 99th percentiles
+    (hand values), so a diverged method (errors 1e4 times the others') does not black out the rest."""
+    from charts.figures import error_scale
+
+    ramp = np.arange(100, dtype=float).reshape(10, 10)  # 99th percentile 98.01 (linear interpolation)
+    assert error_scale({"a": ramp}) == pytest.approx(98.01)
+    maps = {"a": ramp, "b": 2 * ramp, "failed": 1e4 * ramp}
+    assert error_scale(maps) == pytest.approx(2 * 98.01)
+    assert error_scale({}) == 1e-12
+    assert error_scale({"zero": np.zeros((4, 4))}) == 1e-12
