@@ -6,7 +6,7 @@
 
 The step is bench_ramsf.py's ``train_step`` of the default model (the fast query, channels_last,
 train.py's Adam), with train.py's malloc settings, under ``train.amp`` (``auto``: bf16 where the
-CPU or GPU has it). Printed: the median wall time of the untimed-profiler steps, then the
+CPU or GPU has it). Printed: the median wall time of 20 steps without the profiler, then the
 operators' self time per step in groups (convolutions forward and backward, matrix products, the
 query's gathers and scatters, dtype casts and copies, every other operator), each as a share of
 the profiled step's self time (a ratio within one run; the machine is named above it), and the
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +62,7 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from bench.bench_ramsf import build, inputs, optimizer_for, train_step
+    from bench.bench_ramsf import build, inputs, optimizer_for, timed, train_step
     from engine.run_dir import processor_name
     from engine.training_parts import autocast, resolve_amp
 
@@ -74,11 +73,7 @@ def main() -> None:
     context = autocast(device, args.amp)
     for _ in range(5):
         train_step(model, optimizer, data, context)
-    times = []
-    for _ in range(20):
-        start = time.perf_counter()
-        train_step(model, optimizer, data, context)
-        times.append(time.perf_counter() - start)
+    times = [timed(lambda: train_step(model, optimizer, data, context), device) for _ in range(20)]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
             train_step(model, optimizer, data, context)

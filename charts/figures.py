@@ -92,7 +92,8 @@ def error_scale(errors: dict[str, np.ndarray]) -> float:
     """Top of the error maps' shared colour scale: the median over methods of each map's 99th
     percentile (H x W maps, any unit), so that one failed method (errors 1e4 times the others')
     saturates its own map instead of blacking out every other; 1e-12 when there is none."""
-    return max(float(np.median([np.percentile(e, 99) for e in errors.values()])), 1e-12) if errors else 1e-12
+    tops = [np.percentile(e, 99) for e in errors.values()]
+    return max(float(np.median(tops)), 1e-12) if tops else 1e-12
 
 
 def visual_comparison(results: dict, images: dict[str, np.ndarray], path: Path) -> Path:
