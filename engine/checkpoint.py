@@ -67,11 +67,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_model_weights(model: torch.nn.Module, state: dict[str, Any], source: str) -> None:
-    """Load ``state['model']`` (our names) into ``model``; a mismatch is one line naming the keys."""
+def model_weights(state: dict[str, Any], averaged: bool = True) -> dict[str, Any]:
+    """The state dict of the network in a checkpoint: with ``averaged``, the weights' moving
+    average where training kept one (``train.ema_decay``: the weights it validated), else
+    ``state['model']`` (the trained weights), or ``state`` itself for a file of weights only."""
+    if averaged and isinstance(state.get("model_ema"), dict):
+        return state["model_ema"]["weights"]
+    return state.get("model", state)
+
+
+def load_model_weights(
+    model: torch.nn.Module, state: dict[str, Any], source: str, averaged: bool = True
+) -> None:
+    """Load :func:`model_weights` of ``state`` (our names) into ``model``; a mismatch is one line
+    naming the keys. averaged=False: the trained weights, never their average (resuming)."""
     load_renamed_state_dict(
         model,
-        state.get("model", state),
+        model_weights(state, averaged),
         table={},
         source=f"checkpoint '{source}'",
         hint="it is from another model or other options: check model.name and its options",

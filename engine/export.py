@@ -1,7 +1,8 @@
 """Release a trained model: ``python -m engine.export RUN_OR_CHECKPOINT OUT.pth [--test OPTIONS]``.
 
-Writes the weights and the model record of a checkpoint (``best.pth`` of a run folder by default)
-without the optimizer, scheduler and scaler states, so the file is about a third of the size;
+Writes the weights (their moving average where training kept one, ``train.ema_decay``) and the
+model record of a checkpoint (``best.pth`` of a run folder by default) without the optimizer,
+scheduler and scaler states (nor the trained weights beside their average), about a third of the size;
 ``test.py``, ``predict.py`` and ``test.checkpoint: OUT.pth`` load it as they load any checkpoint
 written by ``train.py``. Beside it, ``OUT.json`` records where it came from: the training command,
 the resolved options, the commit of the code that trained it (from the run's environment.txt),
@@ -14,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from engine.checkpoint import load_checkpoint, save_atomic
+from engine.checkpoint import load_checkpoint, model_weights, save_atomic
 from engine.options import load_options
 from engine.run_dir import run_of, source_commit
 from engine.tester import run_tests
@@ -76,7 +77,9 @@ def export(source: Path, out: Path, test_options: Path | None = None) -> dict:
         raise UserInputError(
             f"checkpoint '{path}' has no model record: export checkpoints written by train.py"
         )
-    save_atomic({k: state[k] for k in KEPT if k in state}, out)
+    kept = {k: state[k] for k in KEPT if k in state}
+    kept["model"] = model_weights(state)  # the weights validation scored: their average, if kept
+    save_atomic(kept, out)
     info = {
         "checkpoint": out.name,
         **run_files(path),

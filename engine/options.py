@@ -142,6 +142,10 @@ class TrainOptions:
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     grad_clip: float | None = None  # max gradient norm
+    # validate, keep best.pth and infer with an exponential moving average of the weights, updated
+    # after every step with this decay (e.g. 0.995: about the last 200 steps; engine/ema.py, measured
+    # in README, "How the recipe was chosen"); null: off
+    ema_decay: float | None = None
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/Inf loss does
     # mixed precision: bf16, fp16 (GPUs, with loss scaling), auto (bf16 where the device computes
     # bf16 natively: GPUs, CPUs with AMX or AVX-512 BF16; float32 elsewhere) or none; also what
@@ -162,6 +166,11 @@ class TrainOptions:
             raise UserInputError(
                 f"option 'train.grad_clip' is {self.grad_clip}: give a positive gradient norm "
                 "(e.g. 1.0), or leave it out for no clipping"
+            )
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserInputError(
+                f"option 'train.ema_decay' is {self.ema_decay}: give a decay in [0, 1) such as "
+                "0.995, or null for no weight averaging"
             )
         if not self.loss:
             raise UserInputError(

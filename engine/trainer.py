@@ -22,8 +22,10 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from data.datasets import check_min_size
+from engine.board import write_hparams, write_validation_figures
 from engine.checkpoint import load_checkpoint, load_model_weights, save_atomic
 from engine.distributed import World, barrier, gather_lists, mean_across
+from engine.ema import WeightAverage
 from engine.evaluation import BatchHook, Scores, evaluate, fuse, to_device
 from engine.losses import CompositeLoss, auxiliary_needs
 from engine.model_record import build_from_record, check_resumable, load_initial_weights, model_record
@@ -40,7 +42,7 @@ from engine.training_parts import (
     resolve_amp,
     select_device,
 )
-from engine.visualize import default_rgb_bands, error_scale, validation_figure
+from engine.visualize import default_rgb_bands
 from metrics.report import HIGHER_IS_BETTER
 from utils.errors import UserInputError
 
@@ -96,6 +98,7 @@ class Trainer:
         by_epochs = opts.epochs is not None
         self.total_steps = opts.epochs * self.steps_per_epoch if by_epochs else opts.iterations
         self.optimizer = build_optimizer(self.net.parameters(), opts.optimizer)
+        self.average = None if opts.ema_decay is None else WeightAverage(self.net, opts.ema_decay)
         self.scaler = grad_scaler(self.device, opts.amp)  # loss scaling for fp16; a no-op otherwise
         unit = self.steps_per_epoch if by_epochs else 1
         self.scheduler = build_scheduler(self.optimizer, opts.scheduler, unit, self.total_steps)
@@ -114,6 +117,11 @@ class Trainer:
                 f"{self.train_set.lr_channels} bands: use 0-based indices below {self.train_set.lr_channels}"
             )
 
+    @property
+    def scored(self) -> torch.nn.Module:
+        """What validation scores (and best.pth is chosen by): the weights' EMA, or the network."""
+        return self.net if self.average is None else self.average.module
+
     # ----------------------------------------------------------------- checkpoints
     @property
     def checkpoint_dir(self) -> Path:
@@ -124,6 +132,7 @@ class Trainer:
         """Everything a resume needs: weights, optimizer, scheduler, scaler, step, best, history."""
         return {
             "model": self.net.state_dict(),
+            "model_ema": None if self.average is None else self.average.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -152,7 +161,14 @@ class Trainer:
             )
         if isinstance(state.get("model_record"), dict):
             check_resumable(state["model_record"], self.record, str(path))
-        load_model_weights(self.net, state, str(path))
+        load_model_weights(self.net, state, str(path), averaged=False)
+        if self.average is not None:
+            if not isinstance(state.get("model_ema"), dict):
+                raise UserInputError(
+                    f"checkpoint '{path}' was trained without train.ema_decay: resume it without, "
+                    "or set train.resume: none to start a run that averages the weights"
+                )
+            self.average.load_state_dict(state["model_ema"], f"checkpoint '{path}'")
         check_optimizer_state(state["optimizer"], self.optimizer, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -212,6 +228,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.options.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update(self.net)
         return value
 
     def fit(self, run_dir: Path, stop_after: int | None = None) -> dict:
@@ -243,6 +261,7 @@ class Trainer:
             f"{len(self.train_set)} samples, {self.steps_per_epoch} batches per epoch, "
             f"steps {self.step} -> {end} of {self.total_steps}, device {self.device}, "
             f"precision {AMP_NAMES[resolve_amp(self.device, self.options.train.amp)]}"
+            + ("" if self.average is None else f", validating the weights' EMA ({self.average.decay})")
             + (f", {self.world.size} processes" if self.world.distributed else "")
         )
         if self.valid_sets and self.step == 0:
@@ -344,7 +363,7 @@ class Trainer:
                 part = {k: v[:room].cpu() for k, v in batch.items() if torch.is_tensor(v)}
                 kept.append((part, fused[:room].cpu()))
 
-        scores = self.score_validation(self.net, keep)
+        scores = self.score_validation(self.scored, keep)
         means = scores.mean()
         metric = self.options.val.metric
         value = means[metric]
@@ -363,38 +382,20 @@ class Trainer:
         return scores
 
     def show(self, kept: list[tuple[dict, torch.Tensor]]) -> None:
-        """Write one TensorBoard figure per kept validation image (``val/image_<i>``):
-        lr | up | fused | gt | error heat map, the heat map on one colour scale for the run."""
-        if not kept:
-            return
-        batch = {k: torch.cat([b[k] for b, _ in kept])[: self.options.val.images] for k in kept[0][0]}
-        fused = torch.cat([f for _, f in kept])[: self.options.val.images]
-        if self.error_max is None:  # fixed at the first validation, kept in checkpoints
-            self.error_max = error_scale(batch["up"], batch["gt"])
-        for i in range(fused.shape[0]):
-            image = {k: batch[k][i] for k in ("lr", "up", "gt")}
-            figure = validation_figure(image, fused[i], self.bands, self.error_max, self.options.data.scale)
-            self.writer.add_figure(f"val/image_{i}", figure, self.step)
+        """The validation figures of the kept images (engine.board); the error maps' colour scale
+        is fixed at the first validation and kept in checkpoints."""
+        images, scale = self.options.val.images, self.options.data.scale
+        self.error_max = write_validation_figures(
+            self.writer, kept, images, self.bands, self.error_max, scale, self.step
+        )
 
     def finish(self) -> None:
-        """Describe the run on TensorBoard's HParams page (the writer is closed by fit).
-
-        Only the hparams summaries are written, into this run: the page reads each metric's
-        value from the run's own ``val/<index>`` curve, so no single-point scalar cards appear
-        among the curves.
-        """
-        if self.writer is None:
-            return
-        from torch.utils.tensorboard.summary import hparams
-
-        final = self.history[-1] if self.history else {}
-        options = {
-            "model": self.record["name"],
-            "lr": self.options.train.optimizer.lr,
-            "batch_size": self.options.train.batch_size,
-            "steps": self.total_steps,
-        }
-        metrics = {f"val/{k}": v for k, v in final.items() if k != "step"}
-        writer = self.writer.file_writer
-        for summary_proto in hparams(options, metrics):
-            writer.add_summary(summary_proto)
+        """Describe the run on TensorBoard's HParams page (the writer is closed by fit)."""
+        if self.writer is not None:
+            options = {
+                "model": self.record["name"],
+                "lr": self.options.train.optimizer.lr,
+                "batch_size": self.options.train.batch_size,
+                "steps": self.total_steps,
+            }
+            write_hparams(self.writer, options, self.history[-1] if self.history else {})
