@@ -65,7 +65,7 @@ def trained(path: str):
 
 def row(label: str, fused: torch.Tensor, batch: dict, scale: float, ratio: int) -> str:
     ratios = mean_edge_ratios([(fused, batch["gt"])])
-    cells = [f"{r.mean():.2f} ({r.min():.1f}-{r.max():.1f})" for r in (ratios[e] for e in EDGES)]
+    cells = [f"{r.mean():.3f} ({r.min():.1f}-{r.max():.1f})" for r in (ratios[e] for e in EDGES)]
     report = reduced_resolution_report(fused.double() * scale, batch["gt"].double() * scale, ratio, dim_cut=0)
     idx = [f"{report[k].mean():.4f}" for k in ("SAM", "ERGAS", "Q2n")]
     return f"{label:24s} " + " ".join(f"{c:16s}" for c in cells) + " " + " ".join(f"{c:8s}" for c in idx)
